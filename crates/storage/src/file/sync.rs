@@ -1,0 +1,250 @@
+//! Group commit: one thread fsyncs on behalf of every appender.
+//!
+//! An appender that needs its write durable registers the file it wrote with [`Syncer::request`]
+//! and awaits the returned ticket. The thread takes every file registered so far as one round,
+//! fsyncs each once, and releases all tickets of that round together, so concurrent appends —
+//! to one journal or to many shards' segments — share fsyncs. Files written under an interval
+//! policy are registered with a deadline instead and synced without anyone waiting.
+//!
+//! A failed fsync poisons the syncer: the kernel may already have dropped the dirty pages, so a
+//! later successful fsync would prove nothing (fsyncgate). Every later write is refused until the
+//! engine is reopened and recovers from what is really on disk.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::watch;
+
+use crate::{Result, StorageError};
+
+/// A place in the queue of sync rounds; durable once that round completes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket(u64);
+
+#[derive(Debug, Clone, Default)]
+struct Done {
+    round: u64,
+    poisoned: Option<Arc<str>>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Files to sync in the round now filling, keyed by address to sync each once.
+    now: HashMap<usize, Arc<File>>,
+    /// Files to sync by a deadline, without waiters.
+    later: HashMap<usize, (Instant, Arc<File>)>,
+    /// The round that requests made now will be part of.
+    filling: u64,
+    poisoned: Option<Arc<str>>,
+    shutdown: bool,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    wake: Condvar,
+    done: watch::Sender<Done>,
+    fsyncs: AtomicU64,
+}
+
+/// The group-commit thread of one engine.
+pub(crate) struct Syncer {
+    inner: Arc<Inner>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Syncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Syncer")
+            .field("fsyncs", &self.inner.fsyncs.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// fsyncs a file's data, with a fault point for tests.
+pub(crate) fn fdatasync(file: &File) -> io::Result<()> {
+    fail::fail_point!("storage::fsync", |_| Err(io::Error::other(
+        "injected fsync failure"
+    )));
+    file.sync_data()
+}
+
+impl Syncer {
+    /// Starts the thread.
+    pub(crate) fn start(name: &str) -> Self {
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State {
+                filling: 1,
+                ..State::default()
+            }),
+            wake: Condvar::new(),
+            done: watch::Sender::new(Done::default()),
+            fsyncs: AtomicU64::new(0),
+        });
+        let thread = {
+            let inner = inner.clone();
+            std::thread::Builder::new()
+                .name(format!("{name}-sync"))
+                .spawn(move || run(&inner))
+                .expect("spawn sync thread")
+        };
+        Syncer {
+            inner,
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+
+    /// Fails if an earlier fsync failed.
+    pub(crate) fn check(&self) -> Result<()> {
+        match &self.inner.state.lock().poisoned {
+            Some(why) => Err(StorageError::Poisoned(why.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// Asks for `file` to be fsynced in the next round.
+    pub(crate) fn request(&self, file: &Arc<File>) -> Ticket {
+        let mut s = self.inner.state.lock();
+        s.now.insert(Arc::as_ptr(file) as usize, file.clone());
+        let ticket = Ticket(s.filling);
+        drop(s);
+        self.inner.wake.notify_one();
+        ticket
+    }
+
+    /// Waits until the ticket's round has been fsynced.
+    pub(crate) async fn wait(&self, ticket: Ticket) -> Result<()> {
+        let mut rx = self.inner.done.subscribe();
+        let done = rx
+            .wait_for(|d| d.round >= ticket.0 || d.poisoned.is_some())
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        if done.round >= ticket.0 {
+            return Ok(());
+        }
+        Err(StorageError::Poisoned(
+            done.poisoned.as_deref().unwrap_or_default().to_owned(),
+        ))
+    }
+
+    /// Asks for `file` to be fsynced within `within`, without waiting for it.
+    pub(crate) fn sync_within(&self, file: &Arc<File>, within: Duration) {
+        let deadline = Instant::now() + within;
+        let mut s = self.inner.state.lock();
+        let entry = s
+            .later
+            .entry(Arc::as_ptr(file) as usize)
+            .or_insert((deadline, file.clone()));
+        if deadline < entry.0 {
+            entry.0 = deadline;
+            drop(s);
+            self.inner.wake.notify_one();
+        }
+    }
+
+    /// fsyncs now on the caller's thread (rolls, metadata); a failure poisons the syncer.
+    pub(crate) fn sync_now(&self, file: &File) -> Result<()> {
+        self.check()?;
+        self.inner.fsyncs.fetch_add(1, Ordering::Relaxed);
+        fdatasync(file).map_err(|e| self.inner.poison(&e))
+    }
+
+    /// Records a failure that leaves the on-disk state unknown.
+    pub(crate) fn poison(&self, e: &io::Error) -> StorageError {
+        self.inner.poison(e)
+    }
+
+    /// Number of fsyncs issued.
+    pub(crate) fn fsyncs(&self) -> u64 {
+        self.inner.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Syncs everything still pending and stops the thread.
+    pub(crate) fn shutdown(&self) {
+        self.inner.state.lock().shutdown = true;
+        self.inner.wake.notify_one();
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Inner {
+    fn poison(&self, e: &io::Error) -> StorageError {
+        let why: Arc<str> = Arc::from(format!("fsync failed: {e}"));
+        tracing::error!(error = %e, "fsync failed; refusing writes until reopened");
+        let mut s = self.state.lock();
+        s.poisoned.get_or_insert_with(|| why.clone());
+        drop(s);
+        self.done.send_modify(|d| {
+            d.poisoned.get_or_insert(why.clone());
+        });
+        StorageError::Poisoned(why.to_string())
+    }
+}
+
+fn run(inner: &Inner) {
+    loop {
+        let (round, files, shutdown) = {
+            let mut s = inner.state.lock();
+            loop {
+                let now = Instant::now();
+                let due = s.later.values().any(|(d, _)| *d <= now);
+                if !s.now.is_empty() || due || s.shutdown {
+                    break;
+                }
+                match s.later.values().map(|(d, _)| *d).min() {
+                    Some(next) => {
+                        inner.wake.wait_until(&mut s, next);
+                    }
+                    None => inner.wake.wait(&mut s),
+                }
+            }
+            let now = Instant::now();
+            let mut files: HashMap<usize, Arc<File>> = std::mem::take(&mut s.now);
+            let shutdown = s.shutdown;
+            s.later.retain(|key, (deadline, file)| {
+                if *deadline <= now || shutdown {
+                    files.insert(*key, file.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+            let round = s.filling;
+            s.filling += 1;
+            (round, files, shutdown)
+        };
+        let mut failure = None;
+        if inner.state.lock().poisoned.is_none() {
+            for file in files.values() {
+                inner.fsyncs.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = fdatasync(file) {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(files);
+        match failure {
+            Some(e) => {
+                inner.poison(&e);
+            }
+            None => inner.done.send_modify(|d| d.round = d.round.max(round)),
+        }
+        if shutdown {
+            return;
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Strata's storage layer: the seam every engine implements ([`Engine`]), the per-topic
+//! [`StorageSpec`], and the engines themselves.
+//!
+//! - [`memory::MemoryEngine`]: process memory, zero-copy reads, bounded by retention bytes.
+//! - [`file::DedicatedEngine`]: one segment chain per shard, Kafka-style.
+//! - [`file::SharedEngine`]: one journal for all shards, RocketMQ-style, for millions of shards.
+//!
+//! Every engine passes the same contract suite, [`testkit`].
+
+mod engine;
+mod error;
+pub mod file;
+pub mod memory;
+mod shard;
+mod spec;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+mod util;
+
+pub use engine::{
+    Appended, Bounds, Engine, EngineStats, FileRegion, LEADER_EPOCH, Maintenance, Piece, ReadChunk,
+    TimestampHit,
+};
+pub use error::{Result, StorageError};
+pub use shard::{MAX_TOPIC_LEN, ShardId};
+pub use spec::{
+    DEFAULT_RETENTION_MS, DEFAULT_SEGMENT_BYTES, Durability, EngineKind, MIN_SEGMENT_BYTES, Model,
+    Retention, StorageSpec,
+};
