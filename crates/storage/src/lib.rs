@@ -17,6 +17,8 @@ mod spec;
 pub mod testkit;
 mod util;
 
+pub use util::now_ms;
+
 pub use engine::{
     Appended, Bounds, Engine, EngineStats, FileRegion, LEADER_EPOCH, Maintenance, Piece, ReadChunk,
     TimestampHit,

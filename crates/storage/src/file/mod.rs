@@ -8,10 +8,12 @@ pub(crate) mod fdcache;
 pub(crate) mod index_cache;
 pub(crate) mod io;
 pub(crate) mod ranges;
+mod shared;
 pub(crate) mod sync;
 pub(crate) mod window;
 
 pub use dedicated::DedicatedEngine;
+pub use shared::SharedEngine;
 
 /// Tuning of a file engine. The defaults suit a server; tests and benchmarks shrink them.
 #[derive(Debug, Clone)]

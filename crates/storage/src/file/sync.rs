@@ -71,7 +71,47 @@ pub(crate) fn fdatasync(file: &File) -> io::Result<()> {
     fail::fail_point!("storage::fsync", |_| Err(io::Error::other(
         "injected fsync failure"
     )));
-    file.sync_data()
+    #[cfg(feature = "testkit")]
+    let len = file.metadata()?;
+    file.sync_data()?;
+    #[cfg(feature = "testkit")]
+    audit::record(&len);
+    Ok(())
+}
+
+/// Which length of each file the last fsync covered, so tests can check that an
+/// acknowledgement under fsync durability came after the fsync of its bytes.
+#[cfg(feature = "testkit")]
+pub mod audit {
+    use std::collections::HashMap;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::Path;
+    use std::sync::{Mutex, OnceLock};
+
+    fn synced() -> &'static Mutex<HashMap<(u64, u64), u64>> {
+        static SYNCED: OnceLock<Mutex<HashMap<(u64, u64), u64>>> = OnceLock::new();
+        SYNCED.get_or_init(Default::default)
+    }
+
+    pub(crate) fn record(before: &std::fs::Metadata) {
+        let mut m = synced().lock().expect("audit lock");
+        let e = m.entry((before.dev(), before.ino())).or_default();
+        *e = (*e).max(before.len());
+    }
+
+    /// Forgets everything recorded (inode numbers are reused once files are deleted).
+    pub fn reset() {
+        synced().lock().expect("audit lock").clear();
+    }
+
+    /// Bytes of `path` known to be on disk: its length when it was last fsynced.
+    pub fn synced_len(path: &Path) -> u64 {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return 0;
+        };
+        let m = synced().lock().expect("audit lock");
+        m.get(&(meta.dev(), meta.ino())).copied().unwrap_or(0)
+    }
 }
 
 impl Syncer {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use strata_record::Compression;
 
 use super::{BoxFut, Harness, batch, batch_with, decode, read_all, shard, value};
-use crate::util::now_ms;
+use crate::now_ms;
 use crate::{Engine, Retention, StorageError, StorageSpec};
 
 const KIB: usize = 1024;

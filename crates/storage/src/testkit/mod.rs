@@ -9,6 +9,8 @@
 pub mod cases;
 mod model;
 
+pub use crate::file::sync::audit::{reset as reset_sync_audit, synced_len};
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;

@@ -1,0 +1,187 @@
+//! Retention, journal garbage collection and relocation.
+//!
+//! Retention moves each shard's log start (at batch granularity) and is made durable by the
+//! checkpoint that follows. A journal file is deleted once it is older than the oldest file any
+//! live entry points into and older than where replay starts. One long-retention shard can pin
+//! old files full of other shards' dead data; when the journal holds more than twice the live
+//! bytes (plus two files of slack), the live batches in the oldest file are copied to the head
+//! of the journal with their offsets unchanged, re-indexed, checkpointed, and the file deleted.
+//! So disk use stays within about twice the live data.
+
+use std::fs;
+use std::os::unix::fs::FileExt;
+
+use super::format::{Kind, journal_path};
+use super::journal;
+use super::state::Entry;
+use super::{Ctx, Inner, JOURNAL_OWNER};
+use crate::{Maintenance, Result, StorageError};
+
+impl Inner {
+    pub(super) fn maintain(&mut self, ctx: &Ctx, now_ms: i64) -> Result<Maintenance> {
+        let mut report = Maintenance::default();
+        let nums: Vec<u32> = self.table.live().map(|(n, _)| n).collect();
+        for num in nums {
+            if let Some(start) = self.retention_point(ctx, num, now_ms)? {
+                let before = self.table.get(num).map_or(0, |s| s.size);
+                self.apply_trim(ctx, num, start)?;
+                report.bytes_dropped += before - self.table.get(num).map_or(0, |s| s.size);
+            }
+        }
+        if report.bytes_dropped > 0 || self.since_checkpoint > 0 {
+            self.checkpoint(ctx)?;
+        }
+        report.files_deleted += self.collect(ctx)?;
+        if let Some(victim) = self.relocation_victim(ctx)? {
+            report.bytes_relocated += self.relocate(ctx, victim)?;
+            self.checkpoint(ctx)?;
+            report.files_deleted += self.collect(ctx)?;
+        }
+        Ok(report)
+    }
+
+    /// The log start that retention asks for, if it is past the current one.
+    fn retention_point(&self, ctx: &Ctx, num: u32, now_ms: i64) -> Result<Option<u64>> {
+        let s = self.table.get(num).expect("live shard");
+        let retention = self.table.specs[s.spec as usize].retention;
+        if retention.ms.is_none() && retention.bytes.is_none() {
+            return Ok(None);
+        }
+        let cutoff = retention
+            .ms
+            .map_or(i64::MIN, |ms| now_ms.saturating_sub(ms as i64));
+        let limit = retention.bytes.unwrap_or(u64::MAX);
+        let mut size = s.size;
+        let mut start = s.log_start;
+        let expired = |e: &Entry, size: u64| {
+            e.max_ts < cutoff || (size > limit && size - u64::from(e.len) >= limit)
+        };
+        let mut stop = false;
+        for r in &s.runs {
+            if r.last < start {
+                continue;
+            }
+            if r.max_ts < cutoff || (size > limit && size - r.bytes >= limit) {
+                size -= r.bytes;
+                start = r.last + 1;
+                continue;
+            }
+            let block = ctx.load_block(r)?;
+            for e in block.iter() {
+                if e.last() < start {
+                    continue;
+                }
+                if !expired(e, size) {
+                    stop = true;
+                    break;
+                }
+                size -= u64::from(e.len);
+                start = e.last() + 1;
+            }
+            if stop {
+                break;
+            }
+        }
+        if !stop {
+            for e in &s.tail {
+                if e.last() < start {
+                    continue;
+                }
+                if !expired(e, size) {
+                    break;
+                }
+                size -= u64::from(e.len);
+                start = e.last() + 1;
+            }
+        }
+        Ok((start > s.log_start).then_some(start.min(s.next)))
+    }
+
+    /// Deletes journal files nothing needs any more; returns how many.
+    fn collect(&mut self, ctx: &Ctx) -> Result<u64> {
+        let oldest_live = self.table.live().filter_map(|(_, s)| s.min_file()).min();
+        let keep_from = oldest_live
+            .unwrap_or(u32::MAX)
+            .min(self.replay_from.0)
+            .min(self.writer.seq);
+        let mut deleted = 0;
+        for seq in journal::list(&ctx.root)? {
+            if seq >= keep_from {
+                break;
+            }
+            ctx.files.forget((JOURNAL_OWNER, u64::from(seq)));
+            fs::remove_file(journal_path(&ctx.root, seq))?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
+    /// The oldest journal file, if relocating its live data would pay off.
+    fn relocation_victim(&self, ctx: &Ctx) -> Result<Option<u32>> {
+        let seqs = journal::list(&ctx.root)?;
+        let Some(&oldest) = seqs.first() else {
+            return Ok(None);
+        };
+        if oldest >= self.replay_from.0 || oldest >= self.writer.seq {
+            return Ok(None);
+        }
+        let mut disk = 0;
+        for &seq in &seqs {
+            disk += fs::metadata(journal_path(&ctx.root, seq))?.len();
+        }
+        let live: u64 = self.table.live().map(|(_, s)| s.size).sum();
+        let slack = 2 * ctx.options.journal_file_bytes;
+        Ok((disk > 2 * live + slack).then_some(oldest))
+    }
+
+    /// Copies every live batch in journal files up to `victim` to the journal head; returns
+    /// bytes copied.
+    fn relocate(&mut self, ctx: &Ctx, victim: u32) -> Result<u64> {
+        let nums: Vec<u32> = self
+            .table
+            .live()
+            .filter(|(_, s)| s.min_file().is_some_and(|f| f <= victim))
+            .map(|(n, _)| n)
+            .collect();
+        let mut copied = 0u64;
+        for num in nums {
+            let s = self.table.get(num).expect("live shard");
+            let log_start = s.log_start;
+            let mut entries: Vec<Entry> = Vec::new();
+            for r in &s.runs {
+                entries.extend(ctx.load_block(r)?.iter().filter(|e| e.last() >= log_start));
+            }
+            entries.extend(s.tail.iter().filter(|e| e.last() >= log_start));
+            for e in entries
+                .iter_mut()
+                .filter(|e| e.file <= victim && !e.is_hole())
+            {
+                let path = journal_path(&ctx.root, e.file);
+                let file = ctx.journal(e.file)?;
+                let mut batch = vec![0u8; e.len as usize];
+                file.read_exact_at(&mut batch, u64::from(e.pos))?;
+                strata_record::verify_crc(&batch).map_err(|err| {
+                    StorageError::corruption(&path, u64::from(e.pos), err.to_string())
+                })?;
+                let w =
+                    self.writer
+                        .append(&ctx.root, Kind::Batch, num, &[&batch], &[&batch[..21]])?;
+                e.file = w.seq;
+                e.pos = w.body_pos as u32;
+                copied += u64::from(e.len);
+            }
+            let s = self.table.get_mut(num).expect("live shard");
+            let released: Vec<u32> = s.runs.drain(..).map(|r| r.run).collect();
+            s.tail = entries;
+            for run in released {
+                self.table.release_run(run);
+            }
+        }
+        tracing::info!(
+            file = victim,
+            bytes = copied,
+            "relocated live batches out of old journal files"
+        );
+        Ok(copied)
+    }
+}

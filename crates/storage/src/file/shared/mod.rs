@@ -1,0 +1,331 @@
+//! The file engine's shared model: every shard appends into one journal of rolling files, as
+//! RocketMQ's CommitLog does, so writes stay one sequential stream however many shards exist.
+//!
+//! Each batch gets a 32-byte index entry. Entries appended since the last checkpoint stay in
+//! memory (a shard's `tail`); a checkpoint writes them into an index run file as one block per
+//! shard and records the whole shard table, so recovery reads the checkpoint and replays only
+//! the journal written after it. A shard keeps at most a few run references, merged as they
+//! accumulate, so its memory stays small for millions of shards. Journal files are deleted once
+//! no live entry points into them; when a long-retention shard pins old files, its live batches
+//! there are copied to the head of the journal (relocated) so the files can go. Layout and
+//! rules: `docs/format/file.md`.
+
+mod checkpoint;
+mod format;
+mod gc;
+mod journal;
+mod ops;
+mod read;
+mod recovery;
+mod state;
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use strata_record::Batch;
+
+use self::format::{ENTRY_LEN, Kind, decode_entry, journal_path, run_path};
+use self::journal::Writer;
+use self::state::{Entry, RunRef, Table};
+use super::FileOptions;
+use super::fdcache::FdCache;
+use super::index_cache::{IndexCache, Weigh};
+use super::sync::{Syncer, Ticket};
+use crate::{
+    Appended, Bounds, Durability, Engine, EngineKind, EngineStats, Maintenance, Model, ReadChunk,
+    Result, ShardId, StorageError, StorageSpec, TimestampHit,
+};
+
+/// File-cache owner of journal files.
+const JOURNAL_OWNER: u64 = 0;
+/// File-cache owner of index run files.
+const RUN_OWNER: u64 = 1;
+
+impl Weigh for Vec<Entry> {
+    fn weight(&self) -> usize {
+        self.len() * ENTRY_LEN + 48
+    }
+}
+
+/// What does not change while the engine runs, and the caches.
+#[derive(Debug)]
+pub(super) struct Ctx {
+    root: PathBuf,
+    options: FileOptions,
+    files: FdCache,
+    blocks: IndexCache<Vec<Entry>>,
+    syncer: Syncer,
+}
+
+impl Ctx {
+    fn journal(&self, seq: u32) -> std::io::Result<Arc<File>> {
+        self.files.open(
+            (JOURNAL_OWNER, u64::from(seq)),
+            &journal_path(&self.root, seq),
+            false,
+        )
+    }
+
+    /// A shard's index block, checked against its CRC.
+    fn load_block(&self, r: &RunRef) -> Result<Arc<Vec<Entry>>> {
+        let key = (u64::from(r.run), u64::from(r.pos));
+        if let Some(b) = self.blocks.get(key) {
+            return Ok(b);
+        }
+        let path = run_path(&self.root, r.run);
+        let file = self
+            .files
+            .open((RUN_OWNER, u64::from(r.run)), &path, false)?;
+        let mut buf = vec![0u8; r.count as usize * ENTRY_LEN];
+        file.read_exact_at(&mut buf, u64::from(r.pos))?;
+        if crc32c::crc32c(&buf) != r.crc {
+            return Err(StorageError::corruption(
+                path,
+                u64::from(r.pos),
+                "index block checksum mismatch",
+            ));
+        }
+        let entries = Arc::new(buf.chunks_exact(ENTRY_LEN).map(decode_entry).collect());
+        self.blocks.put(key, Arc::clone(&entries));
+        Ok(entries)
+    }
+
+    fn ticket(&self, durability: Durability, file: &Arc<File>) -> Option<Ticket> {
+        match durability {
+            Durability::Fsync => Some(self.syncer.request(file)),
+            Durability::Interval(ms) => {
+                self.syncer
+                    .sync_within(file, std::time::Duration::from_millis(u64::from(ms)));
+                None
+            }
+            Durability::OsCache | Durability::Memory => None,
+        }
+    }
+
+    async fn wait(&self, ticket: Option<Ticket>) -> Result<()> {
+        match ticket {
+            Some(t) => self.syncer.wait(t).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Everything that changes, behind one lock: appends to the journal are serial anyway.
+#[derive(Debug)]
+pub(super) struct Inner {
+    table: Table,
+    writer: Writer,
+    /// Journal bytes written since the last checkpoint.
+    since_checkpoint: u64,
+    /// Where the last checkpoint says replay starts.
+    replay_from: (u32, u64),
+    next_run: u32,
+    runs_on_disk: BTreeSet<u32>,
+    closed: bool,
+}
+
+/// The shared-model file engine.
+#[derive(Debug)]
+pub struct SharedEngine {
+    ctx: Ctx,
+    inner: Mutex<Inner>,
+}
+
+fn check_spec(spec: &StorageSpec) -> Result<()> {
+    spec.validate()?;
+    if spec.engine != EngineKind::File || spec.model != Model::Shared {
+        return Err(StorageError::InvalidSpec(format!(
+            "the shared file engine cannot hold a shard of engine {} model {}",
+            spec.engine, spec.model
+        )));
+    }
+    Ok(())
+}
+
+impl SharedEngine {
+    /// Opens (and recovers) the engine rooted at `root`, creating it if needed.
+    pub fn open(root: impl AsRef<Path>, options: FileOptions) -> Result<Self> {
+        recovery::open(root.as_ref(), options)
+    }
+
+    fn lock(&self) -> Result<parking_lot::MutexGuard<'_, Inner>> {
+        let g = self.inner.lock();
+        if g.closed {
+            return Err(StorageError::Closed);
+        }
+        Ok(g)
+    }
+}
+
+impl Inner {
+    fn num(&self, id: &ShardId) -> Result<u32> {
+        self.table
+            .num(id)
+            .ok_or_else(|| StorageError::ShardNotFound(id.clone()))
+    }
+
+    fn spec_of(&self, num: u32) -> StorageSpec {
+        let s = self.table.get(num).expect("live shard");
+        self.table.specs[s.spec as usize]
+    }
+}
+
+#[async_trait]
+impl Engine for SharedEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::File
+    }
+
+    fn model(&self) -> Model {
+        Model::Shared
+    }
+
+    async fn create_shard(&self, id: &ShardId, spec: &StorageSpec) -> Result<()> {
+        check_spec(spec)?;
+        let ticket = {
+            let mut g = self.lock()?;
+            if g.table.num(id).is_some() {
+                return Err(StorageError::ShardExists(id.clone()));
+            }
+            g.create(&self.ctx, id, spec)?;
+            self.ctx.ticket(spec.durability, &g.writer.file)
+        };
+        self.ctx.wait(ticket).await
+    }
+
+    async fn delete_shard(&self, id: &ShardId) -> Result<()> {
+        let ticket = {
+            let mut g = self.lock()?;
+            let num = g.num(id)?;
+            let spec = g.spec_of(num);
+            g.record(&self.ctx, Kind::Delete, num, &[])?;
+            g.table.remove(num);
+            self.ctx.ticket(spec.durability, &g.writer.file)
+        };
+        self.ctx.wait(ticket).await
+    }
+
+    async fn reconfigure(&self, id: &ShardId, spec: &StorageSpec) -> Result<()> {
+        check_spec(spec)?;
+        let ticket = {
+            let mut g = self.lock()?;
+            let num = g.num(id)?;
+            g.record(&self.ctx, Kind::Spec, num, &checkpoint::encode_spec(spec))?;
+            let idx = g.table.intern(*spec);
+            g.table.get_mut(num).expect("live shard").spec = idx;
+            self.ctx.ticket(spec.durability, &g.writer.file)
+        };
+        self.ctx.wait(ticket).await
+    }
+
+    async fn shards(&self) -> Result<Vec<(ShardId, StorageSpec)>> {
+        let g = self.lock()?;
+        Ok(g.table
+            .live()
+            .map(|(_, s)| (s.id.clone(), g.table.specs[s.spec as usize]))
+            .collect())
+    }
+
+    async fn append(&self, id: &ShardId, batch: Batch) -> Result<Appended> {
+        let (appended, ticket) = {
+            let mut g = self.lock()?;
+            self.ctx.syncer.check()?;
+            let num = g.num(id)?;
+            let appended = g.append(&self.ctx, num, &batch)?;
+            let ticket = self.ctx.ticket(g.spec_of(num).durability, &g.writer.file);
+            if g.since_checkpoint >= self.ctx.options.checkpoint_bytes {
+                g.checkpoint(&self.ctx)?;
+            }
+            (appended, ticket)
+        };
+        self.ctx.wait(ticket).await?;
+        Ok(appended)
+    }
+
+    async fn read(&self, id: &ShardId, from: u64, max_bytes: usize) -> Result<ReadChunk> {
+        read::read(self, id, from, max_bytes)
+    }
+
+    async fn bounds(&self, id: &ShardId) -> Result<Bounds> {
+        let g = self.lock()?;
+        let num = g.num(id)?;
+        Ok(g.table.get(num).expect("live shard").bounds())
+    }
+
+    async fn offset_for_timestamp(&self, id: &ShardId, ts: i64) -> Result<Option<TimestampHit>> {
+        read::offset_for_timestamp(self, id, ts)
+    }
+
+    async fn trim(&self, id: &ShardId, before: u64) -> Result<Bounds> {
+        let (bounds, ticket) = {
+            let mut g = self.lock()?;
+            let num = g.num(id)?;
+            let b = g.table.get(num).expect("live shard").bounds();
+            if before > b.next_offset {
+                return Err(StorageError::OffsetOutOfRange {
+                    shard: id.clone(),
+                    offset: before,
+                    log_start: b.log_start,
+                    next_offset: b.next_offset,
+                });
+            }
+            if before <= b.log_start {
+                return Ok(b);
+            }
+            g.record(&self.ctx, Kind::Trim, num, &before.to_le_bytes())?;
+            g.apply_trim(&self.ctx, num, before)?;
+            let spec = g.spec_of(num);
+            let ticket = self.ctx.ticket(spec.durability, &g.writer.file);
+            (g.table.get(num).expect("live shard").bounds(), ticket)
+        };
+        self.ctx.wait(ticket).await?;
+        Ok(bounds)
+    }
+
+    async fn truncate(&self, id: &ShardId, to: u64) -> Result<Bounds> {
+        let (bounds, ticket) = {
+            let mut g = self.lock()?;
+            let num = g.num(id)?;
+            let b = g.table.get(num).expect("live shard").bounds();
+            if to >= b.next_offset {
+                return Ok(b);
+            }
+            g.record(&self.ctx, Kind::Truncate, num, &to.to_le_bytes())?;
+            g.apply_truncate(&self.ctx, num, to)?;
+            let spec = g.spec_of(num);
+            let ticket = self.ctx.ticket(spec.durability, &g.writer.file);
+            (g.table.get(num).expect("live shard").bounds(), ticket)
+        };
+        self.ctx.wait(ticket).await?;
+        Ok(bounds)
+    }
+
+    async fn maintain(&self, now_ms: i64) -> Result<Maintenance> {
+        let mut g = self.lock()?;
+        g.maintain(&self.ctx, now_ms)
+    }
+
+    async fn close(&self) -> Result<()> {
+        let mut g = self.lock()?;
+        g.checkpoint(&self.ctx)?;
+        g.closed = true;
+        self.ctx.syncer.shutdown();
+        self.ctx.files.clear();
+        Ok(())
+    }
+
+    fn stats(&self) -> EngineStats {
+        let g = self.inner.lock();
+        EngineStats {
+            shards: g.table.names.len() as u64,
+            bytes: g.table.live().map(|(_, s)| s.size).sum(),
+            open_files: self.ctx.files.len() as u64,
+            fsyncs: self.ctx.syncer.fsyncs(),
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Shared-model behaviour beyond the contract: index runs merging across many checkpoints,
+//! and journal garbage collection with relocation keeping disk use bounded.
+
+use std::path::Path;
+
+use strata_storage::file::{FileOptions, SharedEngine};
+use strata_storage::testkit::{batch, read_all, shard, value};
+use strata_storage::{Durability, Engine, Model, Retention, StorageSpec};
+
+fn options() -> FileOptions {
+    FileOptions {
+        open_files: 16,
+        index_cache_bytes: 1 << 20,
+        journal_file_bytes: 64 << 10,
+        checkpoint_bytes: 8 << 10,
+    }
+}
+
+fn spec(retention: Retention) -> StorageSpec {
+    StorageSpec {
+        model: Model::Shared,
+        durability: Durability::OsCache,
+        retention,
+        ..StorageSpec::default()
+    }
+}
+
+fn journal_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir.join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+#[tokio::test]
+async fn many_checkpoints_keep_few_runs_and_every_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = shard("runs", 0);
+    let e = SharedEngine::open(dir.path(), options()).unwrap();
+    e.create_shard(&id, &spec(Retention::default()))
+        .await
+        .unwrap();
+    // ~300 batches of ~500 bytes: dozens of checkpoints, each adding a run for this shard.
+    for i in 0..300u64 {
+        e.append(&id, batch(i, 1, 450, 1000 + i as i64))
+            .await
+            .unwrap();
+    }
+    let check = |got: Vec<(u64, bytes::Bytes)>| {
+        assert_eq!(got.len(), 300);
+        for (i, (offset, v)) in got.iter().enumerate() {
+            assert_eq!(*offset, i as u64);
+            assert_eq!(v.as_ref(), &value(i as u64, 0, 450)[..]);
+        }
+    };
+    check(read_all(&e, &id, 0).await.unwrap());
+    let runs = std::fs::read_dir(dir.path().join("index")).unwrap().count();
+    assert!(
+        runs <= 10,
+        "{runs} run files: merged runs should have replaced old ones"
+    );
+    let hit = e.offset_for_timestamp(&id, 1_150).await.unwrap().unwrap();
+    assert_eq!(hit.offset, 150);
+    drop(e);
+    let e = SharedEngine::open(dir.path(), options()).unwrap();
+    check(read_all(&e, &id, 0).await.unwrap());
+    assert_eq!(e.trim(&id, 123).await.unwrap().log_start, 123);
+    e.close().await.unwrap();
+    let e = SharedEngine::open(dir.path(), options()).unwrap();
+    let got = read_all(&e, &id, 123).await.unwrap();
+    assert_eq!(got.len(), 177);
+    assert_eq!(got[0].1.as_ref(), &value(123, 0, 450)[..]);
+}
+
+#[tokio::test]
+async fn relocation_bounds_disk_use_under_a_pinning_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = SharedEngine::open(dir.path(), options()).unwrap();
+    let keep = shard("keep", 0);
+    let churn = shard("churn", 0);
+    e.create_shard(&keep, &spec(Retention::default()))
+        .await
+        .unwrap();
+    let small = Retention {
+        ms: None,
+        bytes: Some(16 << 10),
+    };
+    e.create_shard(&churn, &spec(small)).await.unwrap();
+    let now = strata_storage::now_ms();
+    let mut relocated = 0;
+    let mut max_disk = 0;
+    for round in 0..40u64 {
+        e.append(&keep, batch(round, 1, 100, now)).await.unwrap();
+        for i in 0..50u64 {
+            e.append(&churn, batch(round * 100 + i, 2, 500, now))
+                .await
+                .unwrap();
+        }
+        let m = e.maintain(now).await.unwrap();
+        relocated += m.bytes_relocated;
+        max_disk = max_disk.max(journal_bytes(dir.path()));
+    }
+    // ~2.3 MB went through the journal; live data is ~20 KB.
+    assert!(relocated > 0, "the pinning shard's batches were relocated");
+    let bound = 2 * (64 << 10) + 4 * (64 << 10);
+    assert!(
+        journal_bytes(dir.path()) <= bound,
+        "journal holds {} bytes after maintenance",
+        journal_bytes(dir.path())
+    );
+    assert!(
+        max_disk <= bound + (128 << 10),
+        "journal peaked at {max_disk} bytes"
+    );
+    let check = |got: Vec<(u64, bytes::Bytes)>| {
+        assert_eq!(got.len(), 40);
+        for (i, (offset, v)) in got.iter().enumerate() {
+            assert_eq!(*offset, i as u64);
+            assert_eq!(v.as_ref(), &value(i as u64, 0, 100)[..]);
+        }
+    };
+    check(read_all(&e, &keep, 0).await.unwrap());
+    let b = e.bounds(&churn).await.unwrap();
+    assert!(b.size_bytes <= (16 << 10) + 2000);
+    drop(e);
+    let e = SharedEngine::open(dir.path(), options()).unwrap();
+    check(read_all(&e, &keep, 0).await.unwrap());
+    let got = read_all(&e, &churn, b.log_start).await.unwrap();
+    assert_eq!(got.len() as u64, b.next_offset - b.log_start);
+}
