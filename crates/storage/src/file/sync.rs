@@ -194,6 +194,19 @@ impl Syncer {
         fdatasync(file).map_err(|e| self.inner.poison(&e))
     }
 
+    /// Flushes the whole filesystem holding `any` (one syscall instead of one fsync per file);
+    /// a failure poisons the syncer.
+    pub(crate) fn sync_fs(&self, any: &File) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        self.check()?;
+        self.inner.fsyncs.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: syncfs only reads the descriptor, which `any` keeps open.
+        if unsafe { libc::syncfs(any.as_raw_fd()) } != 0 {
+            return Err(self.inner.poison(&io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
     /// Records a failure that leaves the on-disk state unknown.
     pub(crate) fn poison(&self, e: &io::Error) -> StorageError {
         self.inner.poison(e)

@@ -438,14 +438,13 @@ impl ShardLog {
         Ok(data)
     }
 
-    /// Writes the spec file.
-    pub(super) fn save_spec(&self, spec: &StorageSpec) -> Result<()> {
+    /// Writes the spec file (and fsyncs it and its directory if `durable`).
+    pub(super) fn write_spec(&self, spec: &StorageSpec, durable: bool) -> Result<()> {
         let text: String = spec
             .to_properties()
             .into_iter()
             .map(|(k, v)| format!("{k}={v}\n"))
             .collect();
-        let durable = spec.durability != Durability::OsCache;
         write_replace(&self.spec_path(), text.as_bytes(), durable)?;
         Ok(())
     }

@@ -307,18 +307,33 @@ impl Engine for DedicatedEngine {
                 deleted: false,
             }),
         };
-        let created = log
-            .open_segment(&self.ctx, 0, true)
-            .and_then(|_| log.save_spec(spec));
-        if let Err(e) = created {
-            let _ = fs::remove_dir_all(&dir);
-            return Err(e);
-        }
+        // The spec file marks the shard as created; it, the first segment and both
+        // directory entries are made durable together, in one group-commit round shared with
+        // concurrent creates and appends.
+        let created = log.open_segment(&self.ctx, 0, true).and_then(|segment| {
+            log.write_spec(spec, false)?;
+            let spec_file = Arc::new(fs::File::open(log.spec_path())?);
+            let dirs = [
+                Arc::new(fs::File::open(&dir)?),
+                Arc::new(fs::File::open(&self.root)?),
+            ];
+            Ok([segment, spec_file, dirs[0].clone(), dirs[1].clone()])
+        });
+        let files = match created {
+            Ok(files) => files,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         if spec.durability != Durability::OsCache {
-            // The spec file is durable; its directory entry and the shard's must be too.
-            let root = Arc::new(fs::File::open(&self.root)?);
-            let ticket = self.ctx.syncer.request(&root);
-            self.ctx.syncer.wait(ticket).await?;
+            let mut ticket = None;
+            for f in &files {
+                ticket = Some(self.ctx.syncer.request(f));
+            }
+            if let Some(t) = ticket {
+                self.ctx.syncer.wait(t).await?;
+            }
         }
         self.shards.write().insert(id.clone(), Arc::new(log));
         Ok(())
@@ -351,7 +366,7 @@ impl Engine for DedicatedEngine {
         check_spec(spec)?;
         let log = self.shard(id)?;
         let mut st = log.lock_live()?;
-        log.save_spec(spec)?;
+        log.write_spec(spec, spec.durability != Durability::OsCache)?;
         st.spec = *spec;
         Ok(())
     }
@@ -414,12 +429,12 @@ impl Engine for DedicatedEngine {
         let logs: Vec<_> = self.shards.read().values().cloned().collect();
         for log in logs {
             let st = log.state.lock();
-            let seg = st.active();
-            log.write_index(seg, true)?;
-            let file = log.open_segment(&self.ctx, seg.base, false)?;
-            self.ctx.syncer.sync_now(&file)?;
-            fsync_dir(&log.dir)?;
+            log.write_index(st.active(), false)?;
         }
+        // One syncfs makes every segment, index file and directory durable before the marker
+        // says the index files can be trusted; per-file fsyncs would cost one each per shard.
+        let root = fs::File::open(&self.root)?;
+        self.ctx.syncer.sync_fs(&root)?;
         self.ctx.syncer.shutdown();
         self.ctx.files.clear();
         write_atomic(&self.root.join(CLEAN_SHUTDOWN), b"")?;
