@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Runs the storage benchmark matrix the project reports and appends every JSON line to one
+# results file. Each case is one `strata bench storage` run; sizes are chosen so that a case
+# takes seconds to a minute on a 2-core VM and the whole matrix well under 30 minutes.
+#
+#   scripts/bench-storage.sh [--quick] RESULTS.jsonl
+#
+#   --quick           a smoke run of a few seconds: every mode and engine, tiny sizes
+#   STRATA_BIN        the strata binary (default: built here with cargo build --release)
+#   STRATA_BENCH_DIR  folder for the runs' data directories (default: target/bench-data);
+#                     put it on the disk you mean to measure, never on tmpfs
+#
+# A failing case is reported and the matrix goes on; the last line counts passed and failed
+# cases, and the exit status is non-zero if any failed. Do not run anything heavy meanwhile.
+set -euo pipefail
+
+quick=0
+results=""
+for arg in "$@"; do
+  case "$arg" in
+    --quick) quick=1 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "unknown flag $arg" >&2; exit 2 ;;
+    *) results="$arg" ;;
+  esac
+done
+if [ -z "$results" ]; then
+  echo "usage: $0 [--quick] RESULTS.jsonl" >&2
+  exit 2
+fi
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+if [ -z "${STRATA_BIN:-}" ]; then
+  (cd "$root" && cargo build --release -q -p strata-server)
+  STRATA_BIN="${CARGO_TARGET_DIR:-$root/target}/release/strata"
+fi
+data="${STRATA_BENCH_DIR:-$root/target/bench-data}"
+mkdir -p "$data" "$(dirname "$results")"
+
+passed=0
+failed=0
+
+# case LABEL FLAGS...: one run, its line appended to the results file.
+case_() {
+  local label="$1"
+  shift
+  echo "== $label" >&2
+  if "$STRATA_BIN" bench storage --label "$label" --dir "$data" --jsonl "$results" "$@"; then
+    passed=$((passed + 1))
+  else
+    echo "FAILED: $label" >&2
+    failed=$((failed + 1))
+  fi
+}
+
+# low_fd_case LIMIT LABEL FLAGS...: a case under `ulimit -n LIMIT`.
+low_fd_case() {
+  local limit="$1" label="$2"
+  shift 2
+  echo "== $label (ulimit -n $limit)" >&2
+  if (ulimit -n "$limit" && exec "$STRATA_BIN" bench storage --label "$label" --dir "$data" \
+      --jsonl "$results" "$@"); then
+    passed=$((passed + 1))
+  else
+    echo "FAILED: $label" >&2
+    failed=$((failed + 1))
+  fi
+}
+
+file_models=(dedicated shared)
+
+if [ "$quick" = 1 ]; then
+  case_ quick/memory/append --engine memory --total-bytes 4MiB
+  case_ quick/memory/read --engine memory --mode read --shards 4 --concurrency 2 --total-bytes 4MiB
+  case_ quick/memory/append-read --engine memory --mode append-read --total-bytes 4MiB
+  for m in "${file_models[@]}"; do
+    f=(--engine file --model "$m")
+    case_ "quick/$m/append/os" "${f[@]}" --total-bytes 4MiB
+    case_ "quick/$m/append/fsync" "${f[@]}" --durability fsync --total-bytes 256KiB
+    case_ "quick/$m/append/fsync/8x8" "${f[@]}" --durability fsync --shards 8 --concurrency 8 \
+      --total-bytes 256KiB
+    case_ "quick/$m/append/1000-shards" "${f[@]}" --shards 1000 --total-bytes 2MiB --reopen
+    case_ "quick/$m/read/warm" "${f[@]}" --mode read --batch-bytes 1MiB --total-bytes 16MiB
+    case_ "quick/$m/read/cold" "${f[@]}" --mode read --cache cold --shards 10 --total-bytes 4MiB
+    case_ "quick/$m/append-read" "${f[@]}" --mode append-read --total-bytes 4MiB
+  done
+  low_fd_case 1024 quick/dedicated/append/2000-shards/low-fd --engine file --shards 2000 \
+    --total-bytes 4MiB
+else
+  # 1. Batch size and durability, one shard, one appender.
+  case_ append/memory/1KiB --engine memory --batch-bytes 1KiB --total-bytes 256MiB
+  case_ append/memory/64KiB --engine memory --batch-bytes 64KiB --total-bytes 1GiB
+  case_ append/memory/1MiB --engine memory --batch-bytes 1MiB --total-bytes 1GiB
+  for m in "${file_models[@]}"; do
+    f=(--engine file --model "$m")
+    case_ "append/$m/1KiB/os" "${f[@]}" --batch-bytes 1KiB --total-bytes 128MiB
+    case_ "append/$m/1KiB/fsync" "${f[@]}" --batch-bytes 1KiB --durability fsync --total-bytes 4MiB
+    case_ "append/$m/64KiB/os" "${f[@]}" --batch-bytes 64KiB --total-bytes 1GiB
+    case_ "append/$m/64KiB/fsync" "${f[@]}" --batch-bytes 64KiB --durability fsync \
+      --total-bytes 128MiB
+    case_ "append/$m/1MiB/os" "${f[@]}" --batch-bytes 1MiB --total-bytes 1GiB
+    case_ "append/$m/1MiB/fsync" "${f[@]}" --batch-bytes 1MiB --durability fsync --total-bytes 1GiB
+  done
+
+  # 2. Shard count: 1 KiB appends, at least one per shard; file engines also time a reopen.
+  case_ shards/memory/1000 --engine memory --shards 1000 --total-bytes 64MiB
+  case_ shards/memory/100000 --engine memory --shards 100000 --total-bytes 200MiB
+  for m in "${file_models[@]}"; do
+    f=(--engine file --model "$m" --reopen)
+    case_ "shards/$m/1000" "${f[@]}" --shards 1000 --total-bytes 64MiB
+    case_ "shards/$m/100000" "${f[@]}" --shards 100000 --total-bytes 200MiB
+  done
+  case_ shards/shared/1000000 --engine file --model shared --reopen --shards 1000000 \
+    --total-bytes 1GiB
+  low_fd_case 1024 shards/dedicated/100000/low-fd --engine file --model dedicated \
+    --shards 100000 --total-bytes 200MiB
+
+  # 3. Reads, warm and cold.
+  case_ read/memory/1KiB --engine memory --mode read --batch-bytes 1KiB --total-bytes 256MiB
+  case_ read/memory/1MiB --engine memory --mode read --batch-bytes 1MiB --total-bytes 1GiB
+  for m in "${file_models[@]}"; do
+    for cache in warm cold; do
+      f=(--engine file --model "$m" --mode read --cache "$cache")
+      case_ "read/$m/$cache/1MiB" "${f[@]}" --batch-bytes 1MiB --total-bytes 1GiB
+      case_ "read/$m/$cache/1KiB" "${f[@]}" --batch-bytes 1KiB --total-bytes 128MiB
+      case_ "read/$m/$cache/1KiB/1000-shards" "${f[@]}" --batch-bytes 1KiB --shards 1000 \
+        --total-bytes 64MiB
+    done
+  done
+
+  # 4. Group commit: small fsynced appends to 64 shards, 64 appenders against one.
+  for m in "${file_models[@]}"; do
+    for c in 1 64; do
+      case_ "fsync/$m/64-shards/$c-appenders" --engine file --model "$m" --durability fsync \
+        --batch-bytes 1KiB --shards 64 --concurrency "$c" --total-bytes 16MiB
+    done
+  done
+
+  # 5. Append then read back, 100-byte records (the memory engine's one-core target).
+  case_ append-read/memory/1KiB --engine memory --mode append-read --record-bytes 100 \
+    --batch-bytes 1KiB --total-bytes 256MiB
+  case_ append-read/memory/64KiB --engine memory --mode append-read --record-bytes 100 \
+    --batch-bytes 64KiB --total-bytes 1GiB
+  for m in "${file_models[@]}"; do
+    case_ "append-read/$m/1KiB" --engine file --model "$m" --mode append-read \
+      --record-bytes 100 --batch-bytes 1KiB --total-bytes 64MiB
+  done
+fi
+
+echo "bench-storage: $passed passed, $failed failed"
+[ "$failed" = 0 ]
