@@ -75,6 +75,11 @@ pub struct StorageArgs {
     #[arg(long)]
     pub reopen: bool,
 
+    /// With --reopen: drop the engine without closing it, as a crash would (the data stays in
+    /// the page cache), so that the reopen has to recover instead of reading a clean state.
+    #[arg(long, requires = "reopen")]
+    pub crash: bool,
+
     /// Keep the data directory after the run.
     #[arg(long)]
     pub keep: bool,

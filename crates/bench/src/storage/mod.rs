@@ -213,10 +213,12 @@ async fn reopen(
         tasks,
     } = target;
     let t = Instant::now();
-    engine.close().await.context("closing the engine")?;
+    if !plan.args.crash || drop_cache {
+        engine.close().await.context("closing the engine")?;
+        m.close = Some(t.elapsed());
+    }
     // The old engine, its descriptors and its sync thread are gone before the new one opens.
     drop(engine);
-    m.close = Some(t.elapsed());
     if drop_cache {
         os::drop_from_cache(dir)?;
     }
@@ -304,6 +306,9 @@ fn build_report(
         create_secs: m.create.as_secs_f64(),
         close_ms: m.close.map(ms),
         open_ms: m.open.map(ms),
+        reopen_after: m
+            .open
+            .map(|_| if m.close.is_some() { "close" } else { "crash" }),
         engine_open_files: m.open_files,
         host,
     }

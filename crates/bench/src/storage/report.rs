@@ -99,6 +99,9 @@ pub struct Report {
     /// Time to close the engine / to reopen (recover) it, when the run does (file engines).
     pub close_ms: Option<f64>,
     pub open_ms: Option<f64>,
+    /// What preceded the timed open: "close" (a clean shutdown) or "crash" (the engine was
+    /// dropped without closing, so the open recovered).
+    pub reopen_after: Option<&'static str>,
     /// Files the engine held open at the end of the measured phase.
     pub engine_open_files: u64,
 

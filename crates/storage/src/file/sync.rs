@@ -130,7 +130,10 @@ impl Syncer {
             let inner = inner.clone();
             std::thread::Builder::new()
                 .name(format!("{name}-sync"))
-                .spawn(move || run(&inner))
+                .spawn({
+                    let name = name.to_owned();
+                    move || run(&inner, &name)
+                })
                 .expect("spawn sync thread")
         };
         Syncer {
@@ -247,7 +250,159 @@ impl Inner {
     }
 }
 
-fn run(inner: &Inner) {
+/// Rounds with at least this many files use one `syncfs` instead of an fsync per file. On ext4
+/// here, 64 files synced by 16 threads at once reached 4.5 times the rate of one at a time, and
+/// one syncfs 9 times; the price is that syncfs also writes back other dirty data of the
+/// filesystem (for example topics with `os` durability), so small rounds keep per-file fsyncs.
+const SYNCFS_FILES: usize = 8;
+
+/// Makes every file in `files` durable with one `syncfs` of the filesystem holding them (all
+/// of an engine's files live under one root).
+fn syncfs_covering(files: &[Arc<File>]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    fail::fail_point!("storage::fsync", |_| Err(io::Error::other(
+        "injected fsync failure"
+    )));
+    #[cfg(feature = "testkit")]
+    let lens = files
+        .iter()
+        .map(|f| f.metadata())
+        .collect::<io::Result<Vec<_>>>()?;
+    // SAFETY: syncfs only reads the descriptor, which the Arc keeps open.
+    if unsafe { libc::syncfs(files[0].as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[cfg(feature = "testkit")]
+    lens.iter().for_each(audit::record);
+    Ok(())
+}
+
+/// Threads that fsync the files of one round at the same time.
+const FSYNC_WORKERS: usize = 8;
+
+/// A round's files being fsynced by the workers.
+struct RoundJob {
+    files: Vec<Arc<File>>,
+    next: std::sync::atomic::AtomicUsize,
+    done: Mutex<(usize, Option<io::Error>)>,
+    finished: Condvar,
+}
+
+impl RoundJob {
+    /// Takes files off the round until none are left; returns whether this call finished it.
+    fn work(&self) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(file) = self.files.get(i) else {
+                return;
+            };
+            let r = fdatasync(file);
+            let mut d = self.done.lock();
+            d.0 += 1;
+            if let Err(e) = r {
+                d.1.get_or_insert(e);
+            }
+            if d.0 == self.files.len() {
+                self.finished.notify_all();
+            }
+        }
+    }
+}
+
+/// A fixed pool of threads that help fsync a round's files concurrently, so the filesystem
+/// can fold them into fewer journal commits (ext4 and xfs batch concurrent fsyncs).
+struct FsyncPool {
+    /// The current round's job and its number.
+    job: Mutex<(u64, Option<Arc<RoundJob>>)>,
+    wake: Condvar,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl FsyncPool {
+    fn start(name: &str) -> Arc<FsyncPool> {
+        let pool = Arc::new(FsyncPool {
+            job: Mutex::new((0, None)),
+            wake: Condvar::new(),
+            stop: std::sync::atomic::AtomicBool::new(false),
+        });
+        for i in 0..FSYNC_WORKERS - 1 {
+            let pool = pool.clone();
+            std::thread::Builder::new()
+                .name(format!("{name}-fsync-{i}"))
+                .spawn(move || pool.serve())
+                .expect("spawn fsync worker");
+        }
+        pool
+    }
+
+    fn serve(&self) {
+        let mut seen = 0;
+        loop {
+            let job = {
+                let mut g = self.job.lock();
+                loop {
+                    if self.stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    match &g.1 {
+                        Some(j) if g.0 != seen => {
+                            seen = g.0;
+                            break j.clone();
+                        }
+                        _ => self.wake.wait(&mut g),
+                    }
+                }
+            };
+            job.work();
+        }
+    }
+
+    /// fsyncs every file: one at a time, a few at once, or — for many files, which cannot
+    /// share an fsync otherwise — with one `syncfs` of their filesystem. Returns the number of
+    /// sync calls made.
+    fn fsync_all(&self, files: Vec<Arc<File>>) -> io::Result<u64> {
+        if files.len() <= 1 {
+            files.iter().try_for_each(|f| fdatasync(f))?;
+            return Ok(files.len() as u64);
+        }
+        if files.len() >= SYNCFS_FILES {
+            syncfs_covering(&files)?;
+            return Ok(1);
+        }
+        let job = Arc::new(RoundJob {
+            files,
+            next: std::sync::atomic::AtomicUsize::new(0),
+            done: Mutex::new((0, None)),
+            finished: Condvar::new(),
+        });
+        {
+            let mut g = self.job.lock();
+            g.0 += 1;
+            g.1 = Some(job.clone());
+        }
+        self.wake.notify_all();
+        job.work();
+        let mut d = job.done.lock();
+        while d.0 < job.files.len() {
+            job.finished.wait(&mut d);
+        }
+        self.job.lock().1 = None;
+        match d.1.take() {
+            Some(e) => Err(e),
+            None => Ok(job.files.len() as u64),
+        }
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _g = self.job.lock();
+        self.wake.notify_all();
+    }
+}
+
+fn run(inner: &Inner, name: &str) {
+    let pool = FsyncPool::start(name);
+    let _stop = StopOnDrop(&pool);
     loop {
         let (round, files, shutdown) = {
             let mut s = inner.state.lock();
@@ -281,12 +436,12 @@ fn run(inner: &Inner) {
         };
         let mut failure = None;
         if inner.state.lock().poisoned.is_none() {
-            for file in files.values() {
-                inner.fsyncs.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = fdatasync(file) {
-                    failure = Some(e);
-                    break;
+            let files: Vec<Arc<File>> = files.values().cloned().collect();
+            match pool.fsync_all(files) {
+                Ok(calls) => {
+                    inner.fsyncs.fetch_add(calls, Ordering::Relaxed);
                 }
+                Err(e) => failure = Some(e),
             }
         }
         drop(files);
@@ -299,5 +454,13 @@ fn run(inner: &Inner) {
         if shutdown {
             return;
         }
+    }
+}
+
+struct StopOnDrop<'a>(&'a FsyncPool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
     }
 }

@@ -8,12 +8,13 @@
 //! `runref := first(u64) last(u64) max_ts(i64) bytes(u64) run(u32) pos(u32) count(u32)
 //!  min_file(u32) crc(u32)`; `crc` is CRC-32C over everything before it.
 
-use std::collections::HashMap;
-use std::fs;
-use std::path::Path;
+use std::collections::{BTreeSet, HashMap};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::format::{CHECKPOINT, ENTRY_LEN, decode_entry, encode_entry, run_path};
+use super::format::{CHECKPOINT, ENTRY_LEN, decode_entry, encode_entry, journal_path, run_path};
+use super::journal;
 use super::state::{Entry, RunRef, ShardState, Table};
 use super::{Ctx, Inner};
 use crate::util::{fsync_dir, write_atomic};
@@ -22,7 +23,7 @@ use crate::{Result, ShardId, StorageError, StorageSpec};
 const MAGIC: &[u8; 4] = b"SCKP";
 const VERSION: u8 = 1;
 /// A shard keeps at most this many index runs; more are merged at the next checkpoint.
-pub(super) const MAX_RUNS: usize = 8;
+pub(super) const MAX_RUNS: usize = 4;
 
 /// What a checkpoint restores.
 #[derive(Debug, Default)]
@@ -51,15 +52,45 @@ pub(super) fn block(entries: &[Entry], run: u32, pos: u32, out: &mut Vec<u8>) ->
     }
 }
 
-impl Inner {
-    /// Writes a checkpoint at the current end of the journal.
-    pub(super) fn checkpoint(&mut self, ctx: &Ctx) -> Result<()> {
-        // Everything the checkpoint points at must be on disk before it.
-        for seq in self.replay_from.0..=self.writer.seq {
-            if let Ok(file) = ctx.journal(seq) {
-                ctx.syncer.sync_now(&file)?;
-            }
+/// A checkpoint settled in memory that still has to reach the disk.
+#[derive(Debug)]
+pub(super) struct Pending {
+    /// Journal files from the previous replay position to the new one.
+    journal: Vec<Arc<File>>,
+    /// The new run file, written but not yet fsynced.
+    run: Option<PathBuf>,
+    /// The encoded checkpoint.
+    bytes: Vec<u8>,
+    replay_from: (u32, u64),
+    /// Run files the checkpoint refers to.
+    runs: BTreeSet<u32>,
+    /// Journal files below this one hold nothing the checkpoint needs.
+    keep_journal_from: u32,
+}
+
+impl Pending {
+    /// Makes the checkpoint durable: the journal up to its replay position and its run file
+    /// first, then the checkpoint file itself, atomically.
+    pub(super) fn persist(&self, ctx: &Ctx) -> Result<()> {
+        for file in &self.journal {
+            ctx.syncer.sync_now(file)?;
         }
+        if let Some(path) = &self.run {
+            ctx.syncer.sync_now(&File::open(path)?)?;
+            fsync_dir(path.parent().expect("index dir"))?;
+        }
+        write_atomic(&ctx.root.join(CHECKPOINT), &self.bytes)?;
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// Settles a checkpoint at the current end of the journal: writes each shard's tail as a
+    /// block of a new run file (merging runs beyond [`MAX_RUNS`]), clears the tails and encodes
+    /// the shard table. [`Pending::persist`] then makes it durable and [`Inner::finish`]
+    /// records that; until then the previous checkpoint stays the one recovery uses.
+    pub(super) fn begin_checkpoint(&mut self, ctx: &Ctx) -> Result<Pending> {
+        let started = std::time::Instant::now();
         let run = self.next_run;
         let mut buf = Vec::new();
         let mut updates: Vec<(u32, Vec<RunRef>)> = Vec::new();
@@ -105,14 +136,15 @@ impl Inner {
             }
             updates.push((num, runs));
         }
-        if !buf.is_empty() {
+        let run_path = if buf.is_empty() {
+            None
+        } else {
             let path = run_path(&ctx.root, run);
             fs::write(&path, &buf)?;
-            fs::File::open(&path)?.sync_all()?;
-            fsync_dir(path.parent().expect("index dir"))?;
             self.runs_on_disk.insert(run);
             self.next_run += 1;
-        }
+            Some(path)
+        };
         for (num, runs) in updates {
             for r in &runs {
                 if r.run == run {
@@ -127,26 +159,56 @@ impl Inner {
                 self.table.release_run(r.run);
             }
         }
-        self.replay_from = (self.writer.seq, self.writer.pos);
-        let bytes = encode(&self.table, self.replay_from, self.next_run);
-        write_atomic(&ctx.root.join(CHECKPOINT), &bytes)?;
+        let replay_from = (self.writer.seq, self.writer.pos);
+        let bytes = encode(
+            &self.table,
+            replay_from,
+            self.next_run,
+            std::mem::take(&mut self.spare),
+        );
         self.since_checkpoint = 0;
-        self.delete_unreferenced_runs(ctx);
-        Ok(())
+        self.last_checkpoint_bytes = bytes.len() as u64;
+        let mut journal = Vec::new();
+        for seq in self.replay_from.0..=self.writer.seq {
+            if let Ok(file) = ctx.journal(seq) {
+                journal.push(file);
+            }
+        }
+        let oldest_live = self.table.live().filter_map(|(_, s)| s.min_file()).min();
+        tracing::debug!(
+            shards = self.table.names.len(),
+            run_bytes = buf.len(),
+            checkpoint_bytes = bytes.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "checkpoint settled"
+        );
+        Ok(Pending {
+            journal,
+            run: run_path,
+            bytes,
+            replay_from,
+            runs: self.table.run_refs.keys().copied().collect(),
+            keep_journal_from: oldest_live.unwrap_or(u32::MAX).min(replay_from.0),
+        })
     }
 
-    /// Deletes run files that no shard refers to any more.
-    pub(super) fn delete_unreferenced_runs(&mut self, ctx: &Ctx) {
+    /// Records that `done` is durable, and deletes the run and journal files that neither it
+    /// nor the current state needs. Returns the number of files deleted.
+    pub(super) fn finish(&mut self, ctx: &Ctx, done: Pending) -> u64 {
+        self.replay_from = done.replay_from;
+        self.durable_runs = done.runs;
+        self.spare = done.bytes;
+        let mut deleted = 0;
         let dead: Vec<u32> = self
             .runs_on_disk
             .iter()
             .copied()
-            .filter(|r| !self.table.run_refs.contains_key(r))
+            .filter(|r| !self.table.run_refs.contains_key(r) && !self.durable_runs.contains(r))
             .collect();
         for r in dead {
             ctx.files.forget((super::RUN_OWNER, u64::from(r)));
             match fs::remove_file(run_path(&ctx.root, r)) {
-                Ok(()) => {}
+                Ok(()) => deleted += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
                     tracing::warn!(run = r, error = %e, "cannot delete index run file");
@@ -155,6 +217,20 @@ impl Inner {
             }
             self.runs_on_disk.remove(&r);
         }
+        // Entries only move forward (trims, retention) or to newer files (relocation) after a
+        // checkpoint is settled, so what it needs covers what the current state needs.
+        let keep_from = done.keep_journal_from.min(self.writer.seq);
+        for seq in journal::list(&ctx.root).unwrap_or_default() {
+            if seq >= keep_from {
+                break;
+            }
+            ctx.files.forget((super::JOURNAL_OWNER, u64::from(seq)));
+            match fs::remove_file(journal_path(&ctx.root, seq)) {
+                Ok(()) => deleted += 1,
+                Err(e) => tracing::warn!(file = seq, error = %e, "cannot delete journal file"),
+            }
+        }
+        deleted
     }
 }
 
@@ -188,9 +264,12 @@ pub(super) fn encode_spec(spec: &StorageSpec) -> Vec<u8> {
     spec_text(spec).into_bytes()
 }
 
-fn encode(table: &Table, replay_from: (u32, u64), next_run: u32) -> Vec<u8> {
+/// Encodes the checkpoint into `out` (reusing its allocation: with millions of shards it is
+/// tens of megabytes, and fresh pages would be faulted in and zeroed every time).
+fn encode(table: &Table, replay_from: (u32, u64), next_run: u32, mut out: Vec<u8>) -> Vec<u8> {
     let live = table.names.len();
-    let mut out = Vec::with_capacity(64 + live * 96);
+    out.clear();
+    out.reserve(64 + live * 96);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&[VERSION, 0, 0, 0]);
     put_u32(&mut out, replay_from.0);

@@ -14,30 +14,24 @@ use std::os::unix::fs::FileExt;
 use super::format::{Kind, journal_path};
 use super::journal;
 use super::state::Entry;
-use super::{Ctx, Inner, JOURNAL_OWNER};
-use crate::{Maintenance, Result, StorageError};
+use super::{Ctx, Inner};
+use crate::{Result, StorageError};
 
 impl Inner {
-    pub(super) fn maintain(&mut self, ctx: &Ctx, now_ms: i64) -> Result<Maintenance> {
-        let mut report = Maintenance::default();
+    /// Moves every shard's log start forward as its retention asks; returns bytes dropped.
+    /// Not journalled: the checkpoint that follows makes it durable, and after a crash the
+    /// next pass drops the same batches again.
+    pub(super) fn apply_retention(&mut self, ctx: &Ctx, now_ms: i64) -> Result<u64> {
+        let mut dropped = 0;
         let nums: Vec<u32> = self.table.live().map(|(n, _)| n).collect();
         for num in nums {
             if let Some(start) = self.retention_point(ctx, num, now_ms)? {
                 let before = self.table.get(num).map_or(0, |s| s.size);
                 self.apply_trim(ctx, num, start)?;
-                report.bytes_dropped += before - self.table.get(num).map_or(0, |s| s.size);
+                dropped += before - self.table.get(num).map_or(0, |s| s.size);
             }
         }
-        if report.bytes_dropped > 0 || self.since_checkpoint > 0 {
-            self.checkpoint(ctx)?;
-        }
-        report.files_deleted += self.collect(ctx)?;
-        if let Some(victim) = self.relocation_victim(ctx)? {
-            report.bytes_relocated += self.relocate(ctx, victim)?;
-            self.checkpoint(ctx)?;
-            report.files_deleted += self.collect(ctx)?;
-        }
-        Ok(report)
+        Ok(dropped)
     }
 
     /// The log start that retention asks for, if it is past the current one.
@@ -97,27 +91,8 @@ impl Inner {
         Ok((start > s.log_start).then_some(start.min(s.next)))
     }
 
-    /// Deletes journal files nothing needs any more; returns how many.
-    fn collect(&mut self, ctx: &Ctx) -> Result<u64> {
-        let oldest_live = self.table.live().filter_map(|(_, s)| s.min_file()).min();
-        let keep_from = oldest_live
-            .unwrap_or(u32::MAX)
-            .min(self.replay_from.0)
-            .min(self.writer.seq);
-        let mut deleted = 0;
-        for seq in journal::list(&ctx.root)? {
-            if seq >= keep_from {
-                break;
-            }
-            ctx.files.forget((JOURNAL_OWNER, u64::from(seq)));
-            fs::remove_file(journal_path(&ctx.root, seq))?;
-            deleted += 1;
-        }
-        Ok(deleted)
-    }
-
     /// The oldest journal file, if relocating its live data would pay off.
-    fn relocation_victim(&self, ctx: &Ctx) -> Result<Option<u32>> {
+    pub(super) fn relocation_victim(&self, ctx: &Ctx) -> Result<Option<u32>> {
         let seqs = journal::list(&ctx.root)?;
         let Some(&oldest) = seqs.first() else {
             return Ok(None);
@@ -136,7 +111,7 @@ impl Inner {
 
     /// Copies every live batch in journal files up to `victim` to the journal head; returns
     /// bytes copied.
-    fn relocate(&mut self, ctx: &Ctx, victim: u32) -> Result<u64> {
+    pub(super) fn relocate(&mut self, ctx: &Ctx, victim: u32) -> Result<u64> {
         let nums: Vec<u32> = self
             .table
             .live()

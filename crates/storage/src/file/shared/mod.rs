@@ -24,11 +24,14 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use strata_record::Batch;
 
+use self::checkpoint::Pending;
 use self::format::{ENTRY_LEN, Kind, decode_entry, journal_path, run_path};
 use self::journal::Writer;
 use self::state::{Entry, RunRef, Table};
@@ -120,10 +123,18 @@ impl Ctx {
 pub(super) struct Inner {
     table: Table,
     writer: Writer,
-    /// Journal bytes written since the last checkpoint.
+    /// Journal bytes written since the last checkpoint was settled.
     since_checkpoint: u64,
-    /// Where the last checkpoint says replay starts.
+    /// Where the last durable checkpoint says replay starts.
     replay_from: (u32, u64),
+    /// Run files the last durable checkpoint refers to.
+    durable_runs: BTreeSet<u32>,
+    /// A settled checkpoint is being made durable in the background.
+    in_flight: bool,
+    /// Size of the last checkpoint file written.
+    last_checkpoint_bytes: u64,
+    /// The last checkpoint's buffer, reused for the next.
+    spare: Vec<u8>,
     next_run: u32,
     runs_on_disk: BTreeSet<u32>,
     closed: bool,
@@ -132,8 +143,21 @@ pub(super) struct Inner {
 /// The shared-model file engine.
 #[derive(Debug)]
 pub struct SharedEngine {
-    ctx: Ctx,
-    inner: Mutex<Inner>,
+    ctx: Arc<Ctx>,
+    inner: Arc<Mutex<Inner>>,
+    /// Signalled whenever a checkpoint stops being in flight.
+    idle: Arc<Condvar>,
+    /// The thread that makes settled checkpoints durable, off the append path.
+    worker: Mutex<Option<(mpsc::Sender<Pending>, JoinHandle<()>)>>,
+}
+
+impl Drop for SharedEngine {
+    fn drop(&mut self) {
+        if let Some((tx, thread)) = self.worker.lock().take() {
+            drop(tx);
+            let _ = thread.join();
+        }
+    }
 }
 
 fn check_spec(spec: &StorageSpec) -> Result<()> {
@@ -153,6 +177,73 @@ impl SharedEngine {
         recovery::open(root.as_ref(), options)
     }
 
+    fn new(ctx: Ctx, inner: Inner) -> Self {
+        let ctx = Arc::new(ctx);
+        let inner = Arc::new(Mutex::new(inner));
+        let idle = Arc::new(Condvar::new());
+        let (tx, rx) = mpsc::channel::<Pending>();
+        let thread = {
+            let (ctx, inner, idle) = (ctx.clone(), inner.clone(), idle.clone());
+            std::thread::Builder::new()
+                .name("shared-checkpoint".into())
+                .spawn(move || {
+                    for pending in rx {
+                        let persisted = pending.persist(&ctx);
+                        let mut g = inner.lock();
+                        match persisted {
+                            Ok(()) => {
+                                g.finish(&ctx, pending);
+                            }
+                            Err(e) => tracing::error!(error = %e, "checkpoint failed"),
+                        }
+                        g.in_flight = false;
+                        idle.notify_all();
+                    }
+                })
+                .expect("spawn checkpoint thread")
+        };
+        SharedEngine {
+            ctx,
+            inner,
+            idle,
+            worker: Mutex::new(Some((tx, thread))),
+        }
+    }
+
+    /// Settles a due checkpoint and hands it to the background thread.
+    fn checkpoint_in_background(&self, g: &mut Inner) -> Result<()> {
+        if g.in_flight || !g.checkpoint_due(&self.ctx) {
+            return Ok(());
+        }
+        let pending = g.begin_checkpoint(&self.ctx)?;
+        g.in_flight = true;
+        if let Some((tx, _)) = &*self.worker.lock()
+            && let Err(mpsc::SendError(p)) = tx.send(pending)
+        {
+            tracing::error!("checkpoint thread is gone; checkpoint dropped");
+            drop(p);
+            g.in_flight = false;
+        }
+        Ok(())
+    }
+
+    /// Writes a checkpoint now and waits until it is durable; returns the files it let go.
+    fn checkpoint_now(&self) -> Result<u64> {
+        let mut g = self.inner.lock();
+        while g.in_flight {
+            self.idle.wait(&mut g);
+        }
+        let pending = g.begin_checkpoint(&self.ctx)?;
+        g.in_flight = true;
+        drop(g);
+        let persisted = pending.persist(&self.ctx);
+        let mut g = self.inner.lock();
+        g.in_flight = false;
+        self.idle.notify_all();
+        persisted?;
+        Ok(g.finish(&self.ctx, pending))
+    }
+
     fn lock(&self) -> Result<parking_lot::MutexGuard<'_, Inner>> {
         let g = self.inner.lock();
         if g.closed {
@@ -163,6 +254,18 @@ impl SharedEngine {
 }
 
 impl Inner {
+    /// A checkpoint is due after `checkpoint_bytes` of journal, or after four times the size of
+    /// the last checkpoint if that is more: with millions of shards the checkpoint itself is
+    /// tens of megabytes, and writing it that often would cost more than the appends. Replay
+    /// after a crash stays bounded by the same interval.
+    fn checkpoint_due(&self, ctx: &Ctx) -> bool {
+        self.since_checkpoint
+            >= ctx
+                .options
+                .checkpoint_bytes
+                .max(4 * self.last_checkpoint_bytes)
+    }
+
     fn num(&self, id: &ShardId) -> Result<u32> {
         self.table
             .num(id)
@@ -238,9 +341,7 @@ impl Engine for SharedEngine {
             let num = g.num(id)?;
             let appended = g.append(&self.ctx, num, &batch)?;
             let ticket = self.ctx.ticket(g.spec_of(num).durability, &g.writer.file);
-            if g.since_checkpoint >= self.ctx.options.checkpoint_bytes {
-                g.checkpoint(&self.ctx)?;
-            }
+            self.checkpoint_in_background(&mut g)?;
             (appended, ticket)
         };
         self.ctx.wait(ticket).await?;
@@ -306,14 +407,43 @@ impl Engine for SharedEngine {
     }
 
     async fn maintain(&self, now_ms: i64) -> Result<Maintenance> {
-        let mut g = self.lock()?;
-        g.maintain(&self.ctx, now_ms)
+        let (mut report, changed) = {
+            let mut g = self.lock()?;
+            let dropped = g.apply_retention(&self.ctx, now_ms)?;
+            let changed = dropped > 0 || g.since_checkpoint > 0;
+            (
+                Maintenance {
+                    bytes_dropped: dropped,
+                    ..Maintenance::default()
+                },
+                changed,
+            )
+        };
+        if changed {
+            report.files_deleted += self.checkpoint_now()?;
+        }
+        let relocated = {
+            let mut g = self.lock()?;
+            match g.relocation_victim(&self.ctx)? {
+                Some(victim) => g.relocate(&self.ctx, victim)?,
+                None => 0,
+            }
+        };
+        if relocated > 0 {
+            report.bytes_relocated = relocated;
+            report.files_deleted += self.checkpoint_now()?;
+        }
+        Ok(report)
     }
 
     async fn close(&self) -> Result<()> {
-        let mut g = self.lock()?;
-        g.checkpoint(&self.ctx)?;
-        g.closed = true;
+        drop(self.lock()?);
+        self.checkpoint_now()?;
+        self.inner.lock().closed = true;
+        if let Some((tx, thread)) = self.worker.lock().take() {
+            drop(tx);
+            let _ = thread.join();
+        }
         self.ctx.syncer.shutdown();
         self.ctx.files.clear();
         Ok(())

@@ -13,7 +13,6 @@ use std::fs::{self, File};
 use std::path::Path;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use strata_record::{BatchHeader, verify_crc};
 
 use super::checkpoint::{self, parse_spec};
@@ -78,6 +77,7 @@ pub(super) fn open(root: &Path, options: FileOptions) -> Result<SharedEngine> {
         syncer: Syncer::start("shared"),
         options,
     };
+    let durable_runs: BTreeSet<u32> = restored.table.run_refs.keys().copied().collect();
     let mut inner = Inner {
         table: restored.table,
         writer: Writer {
@@ -85,9 +85,15 @@ pub(super) fn open(root: &Path, options: FileOptions) -> Result<SharedEngine> {
             file: Arc::new(open_journal_file(root, last, false)?),
             pos: 0,
             file_bytes: ctx.options.journal_file_bytes,
+            writeback: 0,
         },
         since_checkpoint: 0,
         replay_from: restored.replay_from,
+        durable_runs: durable_runs.clone(),
+        spare: Vec::new(),
+        in_flight: false,
+        last_checkpoint_bytes: std::fs::metadata(root.join(format::CHECKPOINT))
+            .map_or(0, |m| m.len()),
         next_run: restored.next_run,
         runs_on_disk,
         closed: false,
@@ -100,6 +106,7 @@ pub(super) fn open(root: &Path, options: FileOptions) -> Result<SharedEngine> {
         replayed += end - start.min(end);
         if seq == last {
             inner.writer.pos = end;
+            inner.writer.writeback = end;
         }
     }
     inner.since_checkpoint = replayed;
@@ -110,10 +117,7 @@ pub(super) fn open(root: &Path, options: FileOptions) -> Result<SharedEngine> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "shared file engine open"
     );
-    Ok(SharedEngine {
-        ctx,
-        inner: Mutex::new(inner),
-    })
+    Ok(SharedEngine::new(ctx, inner))
 }
 
 /// Why the record at a position cannot be used.

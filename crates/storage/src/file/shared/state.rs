@@ -7,6 +7,8 @@
 
 use std::collections::HashMap;
 
+use rustc_hash::FxHashMap;
+
 use crate::{Bounds, ShardId, StorageSpec};
 
 /// Where one batch lives in the journal.
@@ -103,7 +105,10 @@ impl ShardState {
 #[derive(Debug, Default)]
 pub(crate) struct Table {
     pub slots: Vec<Option<ShardState>>,
-    pub names: HashMap<ShardId, u32>,
+    /// FxHash: this map is looked up on every append, and with a million shards hashing
+    /// with SipHash showed up in profiles; shard names are not secrets an attacker can use
+    /// to flood one bucket beyond what topic creation limits allow.
+    pub names: FxHashMap<ShardId, u32>,
     pub specs: Vec<StorageSpec>,
     /// Number of `RunRef`s pointing into each run file.
     pub run_refs: HashMap<u32, u64>,
