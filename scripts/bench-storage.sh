@@ -112,6 +112,11 @@ else
   done
   case_ shards/shared/1000000 --engine file --model shared --reopen --shards 1000000 \
     --total-bytes 1GiB
+  # Recovery after a crash: the reopen replays the journal since the last checkpoint.
+  case_ shards/shared/1000000/crash --engine file --model shared --reopen --crash \
+    --shards 1000000 --total-bytes 1GiB
+  case_ shards/dedicated/100000/crash --engine file --model dedicated --reopen --crash \
+    --shards 100000 --total-bytes 200MiB
   low_fd_case 1024 shards/dedicated/100000/low-fd --engine file --model dedicated \
     --shards 100000 --total-bytes 200MiB
 
@@ -141,6 +146,9 @@ else
     --batch-bytes 1KiB --total-bytes 256MiB
   case_ append-read/memory/64KiB --engine memory --mode append-read --record-bytes 100 \
     --batch-bytes 64KiB --total-bytes 1GiB
+  # The same with the engine bounded, as a memory topic is: memory is reused, not grown.
+  case_ append-read/memory/1KiB/bounded --engine memory --mode append-read --record-bytes 100 \
+    --batch-bytes 1KiB --total-bytes 1GiB --retention-bytes 64MiB
   for m in "${file_models[@]}"; do
     case_ "append-read/$m/1KiB" --engine file --model "$m" --mode append-read \
       --record-bytes 100 --batch-bytes 1KiB --total-bytes 64MiB

@@ -71,6 +71,11 @@ pub struct StorageArgs {
     #[arg(long, default_value_t = DEFAULT_SEGMENT_BYTES, value_parser = parse_size)]
     pub segment_bytes: u64,
 
+    /// Keep at most this many bytes per shard (`retention.bytes`; default unlimited). Only
+    /// for append and append-read runs, which never read back what retention may drop.
+    #[arg(long, value_parser = parse_size)]
+    pub retention_bytes: Option<u64>,
+
     /// Also time closing and reopening the engine after an append run (file engines).
     #[arg(long)]
     pub reopen: bool,
@@ -204,6 +209,11 @@ impl Plan {
         );
         if memory && args.mode == Mode::Read && args.cache == Cache::Cold {
             bail!("--cache cold needs a file engine: the memory engine has no files to drop");
+        }
+        if args.retention_bytes.is_some() && args.mode == Mode::Read {
+            bail!(
+                "--retention-bytes would drop what a read run reads back: use it with append or append-read"
+            );
         }
         if memory && args.reopen {
             bail!("--reopen needs a file engine: the memory engine keeps nothing across a reopen");

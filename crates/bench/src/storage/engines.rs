@@ -53,14 +53,17 @@ fn file_options(plan: &Plan) -> FileOptions {
     options
 }
 
-/// The spec every benchmark shard is created with: unlimited retention, so that nothing the
+/// The spec every benchmark shard is created with: unlimited retention unless asked, so that nothing the
 /// run wrote disappears before it is read back.
 pub fn spec(plan: &Plan) -> Result<StorageSpec> {
     let spec = StorageSpec {
         engine: plan.args.engine,
         model: plan.args.model,
         durability: plan.durability,
-        retention: Retention::default(),
+        retention: Retention {
+            ms: None,
+            bytes: plan.args.retention_bytes,
+        },
         segment_bytes: plan.args.segment_bytes,
         segment_ms: None,
         ..StorageSpec::default()

@@ -273,6 +273,7 @@ fn build_report(
         cache: (a.mode == Mode::Read).then(|| a.cache.as_str()),
         read_path: reads.then(|| a.read_path.as_str()),
         segment_bytes: a.segment_bytes,
+        retention_bytes: a.retention_bytes,
         open_files_limit: a.open_files,
         runtime: runtime_name(plan),
         total_bytes: appends * pool.batch_len as u64,

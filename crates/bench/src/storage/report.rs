@@ -41,6 +41,8 @@ pub struct Report {
     /// `sendfile` or `pread` for runs that read, else null.
     pub read_path: Option<&'static str>,
     pub segment_bytes: u64,
+    /// `retention.bytes` of every shard, if bounded.
+    pub retention_bytes: Option<u64>,
     /// `--open-files` if given.
     pub open_files_limit: Option<usize>,
     /// Tokio runtime flavour the engine was driven on.

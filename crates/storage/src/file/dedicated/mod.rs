@@ -310,14 +310,19 @@ impl Engine for DedicatedEngine {
         // The spec file marks the shard as created; it, the first segment and both
         // directory entries are made durable together, in one group-commit round shared with
         // concurrent creates and appends.
+        let durable = spec.durability != Durability::OsCache;
         let created = log.open_segment(&self.ctx, 0, true).and_then(|segment| {
             log.write_spec(spec, false)?;
-            let spec_file = Arc::new(fs::File::open(log.spec_path())?);
-            let dirs = [
-                Arc::new(fs::File::open(&dir)?),
-                Arc::new(fs::File::open(&self.root)?),
-            ];
-            Ok([segment, spec_file, dirs[0].clone(), dirs[1].clone()])
+            if !durable {
+                return Ok(Vec::new());
+            }
+            let open = |p: &Path| fs::File::open(p).map(Arc::new);
+            Ok(vec![
+                segment,
+                open(&log.spec_path())?,
+                open(&dir)?,
+                open(&self.root)?,
+            ])
         });
         let files = match created {
             Ok(files) => files,
@@ -326,14 +331,8 @@ impl Engine for DedicatedEngine {
                 return Err(e);
             }
         };
-        if spec.durability != Durability::OsCache {
-            let mut ticket = None;
-            for f in &files {
-                ticket = Some(self.ctx.syncer.request(f));
-            }
-            if let Some(t) = ticket {
-                self.ctx.syncer.wait(t).await?;
-            }
+        if let Some(last) = files.iter().map(|f| self.ctx.syncer.request(f)).last() {
+            self.ctx.syncer.wait(last).await?;
         }
         self.shards.write().insert(id.clone(), Arc::new(log));
         Ok(())
