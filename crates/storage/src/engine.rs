@@ -15,6 +15,21 @@ use crate::{EngineKind, Model, Result, ShardId, StorageSpec};
 /// replication will assign real epochs.
 pub const LEADER_EPOCH: i32 = 0;
 
+/// Largest record batch any engine stores. Larger appends fail with `InvalidBatch`-like
+/// `TooLarge` errors before anything is written.
+pub const MAX_BATCH_BYTES: usize = 256 << 20;
+
+/// Refuses a batch larger than [`MAX_BATCH_BYTES`].
+pub fn check_batch_size(batch: &Batch) -> Result<()> {
+    if batch.len() > MAX_BATCH_BYTES {
+        return Err(crate::StorageError::BatchTooLarge {
+            size: batch.len(),
+            max: MAX_BATCH_BYTES,
+        });
+    }
+    Ok(())
+}
+
 /// A storage engine: stores shards, each an append-only log of record batches with dense
 /// offsets starting at 0.
 ///

@@ -36,6 +36,14 @@ pub enum StorageError {
     /// The appended bytes are not a valid record batch.
     #[error("invalid record batch: {0}")]
     InvalidBatch(#[from] RecordError),
+    /// A batch larger than any engine stores.
+    #[error("record batch of {size} bytes exceeds the largest stored, {max} bytes")]
+    BatchTooLarge {
+        /// The batch's size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Stored bytes fail their checksum or structure check. Never served.
     #[error("corruption in {} at byte {position}: {reason}", file.display())]
     Corruption {

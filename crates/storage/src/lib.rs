@@ -20,8 +20,8 @@ mod util;
 pub use util::now_ms;
 
 pub use engine::{
-    Appended, Bounds, Engine, EngineStats, FileRegion, LEADER_EPOCH, Maintenance, Piece, ReadChunk,
-    TimestampHit,
+    Appended, Bounds, Engine, EngineStats, FileRegion, LEADER_EPOCH, MAX_BATCH_BYTES, Maintenance,
+    Piece, ReadChunk, TimestampHit, check_batch_size,
 };
 pub use error::{Result, StorageError};
 pub use shard::{MAX_TOPIC_LEN, ShardId};

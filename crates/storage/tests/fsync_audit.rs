@@ -68,3 +68,45 @@ async fn fsync_durability_acknowledges_only_synced_bytes() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_durability_syncs_in_the_background() {
+    for model in [Model::Dedicated, Model::Shared] {
+        reset_sync_audit();
+        let dir = tempfile::tempdir().unwrap();
+        let e: Arc<dyn Engine> = match model {
+            Model::Dedicated => {
+                Arc::new(DedicatedEngine::open(dir.path(), FileOptions::default()).unwrap())
+            }
+            Model::Shared => {
+                Arc::new(SharedEngine::open(dir.path(), FileOptions::default()).unwrap())
+            }
+        };
+        let spec = StorageSpec {
+            model,
+            durability: Durability::Interval(50),
+            ..StorageSpec::default()
+        };
+        let id = shard("interval", 0);
+        e.create_shard(&id, &spec).await.unwrap();
+        for i in 0..20 {
+            e.append(&id, batch(i, 2, 300, 0)).await.unwrap();
+        }
+        let behind = |dir: &Path| {
+            data_files(dir)
+                .iter()
+                .any(|f| synced_len(f) < std::fs::metadata(f).unwrap().len())
+        };
+        // Within a few intervals the background thread has synced everything.
+        let mut waited = 0;
+        while behind(dir.path()) && waited < 40 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            waited += 1;
+        }
+        assert!(
+            !behind(dir.path()),
+            "{model:?}: still unsynced after {} ms",
+            waited * 50
+        );
+    }
+}

@@ -32,8 +32,16 @@ async fn check(open: &dyn Fn() -> Arc<dyn Engine>, model: Model) {
         matches!(refused, Err(StorageError::Poisoned(_))),
         "{model:?}: writes stay refused after the fault clears: {refused:?}"
     );
-    // Reads still work.
+    // Reads still work; every other change is refused too.
     assert!(read_all(&*e, &id, 0).await.unwrap().len() >= 5);
+    assert!(matches!(
+        e.trim(&id, 1).await,
+        Err(StorageError::Poisoned(_))
+    ));
+    assert!(matches!(
+        e.create_shard(&shard("poison", 1), &spec).await,
+        Err(StorageError::Poisoned(_))
+    ));
     drop(e);
     let e = open();
     let got = read_all(&*e, &id, 0).await.unwrap();
@@ -46,6 +54,49 @@ async fn check(open: &dyn Fn() -> Arc<dyn Engine>, model: Model) {
         a.base_offset,
         got.len() as u64,
         "{model:?}: writes work after reopening"
+    );
+}
+
+/// Many appenders on many shards while fsyncs fail: not one append may be acknowledged, even
+/// those whose round came after the failing one.
+async fn concurrent(open: &dyn Fn() -> Arc<dyn Engine>, model: Model) {
+    let spec = StorageSpec {
+        model,
+        durability: Durability::Fsync,
+        ..StorageSpec::default()
+    };
+    let e = open();
+    for p in 0..8 {
+        e.create_shard(&shard("many", p), &spec).await.unwrap();
+    }
+    // Slow failing fsyncs, so that other appenders' requests queue into later rounds.
+    fail::cfg("storage::before_fsync", "sleep(30)").unwrap();
+    fail::cfg("storage::fsync", "return").unwrap();
+    let mut tasks = Vec::new();
+    for p in 0..8u32 {
+        let e = e.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = 0;
+            for i in 0..20 {
+                if e.append(&shard("many", p), batch(i, 1, 50, 0))
+                    .await
+                    .is_ok()
+                {
+                    acked += 1;
+                }
+            }
+            acked
+        }));
+    }
+    let mut acked = 0;
+    for t in tasks {
+        acked += t.await.unwrap();
+    }
+    fail::remove("storage::fsync");
+    fail::remove("storage::before_fsync");
+    assert_eq!(
+        acked, 0,
+        "{model:?}: appends were acknowledged although every fsync failed"
     );
 }
 
@@ -63,5 +114,15 @@ async fn failed_fsync_poisons_until_reopen() {
         Arc::new(SharedEngine::open(&s, FileOptions::default()).unwrap())
     };
     check(&open_s, Model::Shared).await;
+    let d2 = dir.path().join("dedicated-many");
+    let open_d2 = move || -> Arc<dyn Engine> {
+        Arc::new(DedicatedEngine::open(&d2, FileOptions::default()).unwrap())
+    };
+    concurrent(&open_d2, Model::Dedicated).await;
+    let s2 = dir.path().join("shared-many");
+    let open_s2 = move || -> Arc<dyn Engine> {
+        Arc::new(SharedEngine::open(&s2, FileOptions::default()).unwrap())
+    };
+    concurrent(&open_s2, Model::Shared).await;
     scenario.teardown();
 }

@@ -68,6 +68,8 @@ impl std::fmt::Debug for Syncer {
 
 /// fsyncs a file's data, with a fault point for tests.
 pub(crate) fn fdatasync(file: &File) -> io::Result<()> {
+    // Tests slow fsyncs down here (so that more requests queue behind one) and fail them below.
+    fail::fail_point!("storage::before_fsync");
     fail::fail_point!("storage::fsync", |_| Err(io::Error::other(
         "injected fsync failure"
     )));
@@ -150,9 +152,13 @@ impl Syncer {
         }
     }
 
-    /// Asks for `file` to be fsynced in the next round.
+    /// Asks for `file` to be fsynced in the next round. After `shutdown` there is no next
+    /// round, so waiting on the ticket fails with `Closed`.
     pub(crate) fn request(&self, file: &Arc<File>) -> Ticket {
         let mut s = self.inner.state.lock();
+        if s.shutdown {
+            return Ticket(u64::MAX);
+        }
         s.now.insert(Arc::as_ptr(file) as usize, file.clone());
         let ticket = Ticket(s.filling);
         drop(s);
@@ -162,6 +168,9 @@ impl Syncer {
 
     /// Waits until the ticket's round has been fsynced.
     pub(crate) async fn wait(&self, ticket: Ticket) -> Result<()> {
+        if ticket.0 == u64::MAX {
+            return Err(StorageError::Closed);
+        }
         let mut rx = self.inner.done.subscribe();
         let done = rx
             .wait_for(|d| d.round >= ticket.0 || d.poisoned.is_some())
@@ -179,13 +188,22 @@ impl Syncer {
     pub(crate) fn sync_within(&self, file: &Arc<File>, within: Duration) {
         let deadline = Instant::now() + within;
         let mut s = self.inner.state.lock();
-        let entry = s
-            .later
-            .entry(Arc::as_ptr(file) as usize)
-            .or_insert((deadline, file.clone()));
-        if deadline < entry.0 {
-            entry.0 = deadline;
-            drop(s);
+        let earlier = match s.later.entry(Arc::as_ptr(file) as usize) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert((deadline, file.clone()));
+                true
+            }
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                let earlier = deadline < o.get().0;
+                if earlier {
+                    o.get_mut().0 = deadline;
+                }
+                earlier
+            }
+        };
+        drop(s);
+        // The thread may be asleep with no deadline at all: a new or earlier one wakes it.
+        if earlier {
             self.inner.wake.notify_one();
         }
     }
@@ -260,6 +278,7 @@ const SYNCFS_FILES: usize = 8;
 /// of an engine's files live under one root).
 fn syncfs_covering(files: &[Arc<File>]) -> io::Result<()> {
     use std::os::fd::AsRawFd;
+    fail::fail_point!("storage::before_fsync");
     fail::fail_point!("storage::fsync", |_| Err(io::Error::other(
         "injected fsync failure"
     )));
@@ -434,23 +453,21 @@ fn run(inner: &Inner, name: &str) {
             s.filling += 1;
             (round, files, shutdown)
         };
-        let mut failure = None;
+        // A round counts as done only if its files were really synced: once poisoned, later
+        // rounds are not attempted and their waiters get the error, never an acknowledgement.
         if inner.state.lock().poisoned.is_none() {
             let files: Vec<Arc<File>> = files.values().cloned().collect();
             match pool.fsync_all(files) {
                 Ok(calls) => {
                     inner.fsyncs.fetch_add(calls, Ordering::Relaxed);
+                    inner.done.send_modify(|d| d.round = d.round.max(round));
                 }
-                Err(e) => failure = Some(e),
+                Err(e) => {
+                    inner.poison(&e);
+                }
             }
         }
         drop(files);
-        match failure {
-            Some(e) => {
-                inner.poison(&e);
-            }
-            None => inner.done.send_modify(|d| d.round = d.round.max(round)),
-        }
         if shutdown {
             return;
         }

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use strata_record::Batch;
 
+use crate::engine::check_batch_size;
 use crate::util::first_record_at_or_after;
 use crate::{
     Appended, Bounds, Durability, Engine, EngineKind, EngineStats, LEADER_EPOCH, Maintenance,
@@ -167,6 +168,7 @@ impl Engine for MemoryEngine {
     }
 
     async fn append(&self, id: &ShardId, batch: Batch) -> Result<Appended> {
+        check_batch_size(&batch)?;
         let shard = self.shard(id)?;
         let mut s = shard.lock();
         let base = s.next_offset;

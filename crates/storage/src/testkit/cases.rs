@@ -760,3 +760,45 @@ pub fn model_based(h: &dyn Harness) -> BoxFut<'_, ()> {
         super::model::run(h).await;
     })
 }
+
+/// Reads racing retention return data or `OffsetOutOfRange`, never a missing file.
+pub fn reads_during_retention(h: &dyn Harness) -> BoxFut<'_, ()> {
+    Box::pin(async move {
+        let e = open(h).await;
+        let id = shard("racing", 0);
+        let spec = spec_with(h, |s| {
+            s.retention.bytes = Some(16 * KIB as u64);
+            s.segment_bytes = 4096;
+        });
+        e.create_shard(&id, &spec).await.unwrap();
+        let now = now_ms();
+        let writer = {
+            let (e, id) = (e.clone(), id.clone());
+            tokio::spawn(async move {
+                for i in 0..400u64 {
+                    e.append(&id, batch(i, 1, 900, now)).await.unwrap();
+                    if i % 10 == 0 {
+                        e.maintain(now).await.unwrap();
+                    }
+                }
+            })
+        };
+        let mut reads = 0;
+        while !writer.is_finished() {
+            let start = e.bounds(&id).await.unwrap().log_start;
+            for from in [0, start] {
+                match e.read(&id, from, 4 * KIB).await {
+                    Ok(chunk) => {
+                        decode(&chunk);
+                    }
+                    Err(StorageError::OffsetOutOfRange { .. }) => {}
+                    Err(other) => panic!("read from {from} during retention failed: {other}"),
+                }
+                reads += 1;
+            }
+            tokio::task::yield_now().await;
+        }
+        writer.await.unwrap();
+        assert!(reads > 0);
+    })
+}

@@ -61,7 +61,8 @@ macro_rules! contract_suite {
             timestamp_lookup, retention_by_bytes, retention_by_time, trim, truncate,
             delete_shard, reconfigure, many_shards_concurrently, one_shard_concurrently,
             reopen_after_clean_close, crash_keeps_acknowledged, crash_cut_tail,
-            crash_garbage_tail, crash_flipped_bits, compressed_batches, model_based);
+            crash_garbage_tail, crash_flipped_bits, compressed_batches, reads_during_retention,
+            model_based);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(

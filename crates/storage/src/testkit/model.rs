@@ -33,6 +33,7 @@ enum Op {
         shard: usize,
         at: u16,
     },
+    Maintain,
     Reopen,
     Crash,
 }
@@ -49,6 +50,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (s.clone(), 0..=1000u16).prop_map(|(shard, at)| Op::Lookup { shard, at }),
         1 => (s.clone(), 0..=1000u16).prop_map(|(shard, at)| Op::Trim { shard, at }),
         1 => (s, 0..=1000u16).prop_map(|(shard, at)| Op::Truncate { shard, at }),
+        1 => Just(Op::Maintain),
         1 => Just(Op::Reopen),
         1 => Just(Op::Crash),
     ]
@@ -207,6 +209,11 @@ async fn check(h: &dyn Harness, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     m.log_start = m.log_start.min(m.next);
                 }
                 prop_assert_eq!(b.next_offset, m.next);
+            }
+            Op::Maintain => {
+                // No retention is set, so maintenance (rolling, checkpoints, garbage
+                // collection) must change nothing a reader can see.
+                engine.maintain(crate::now_ms()).await.map_err(fail)?;
             }
             Op::Reopen | Op::Crash => {
                 if !h.persistent() {

@@ -11,7 +11,8 @@
 //!
 //! Index files (little-endian):
 //! `index := magic(4) version(1) 0(3) log_len(u64) next_offset(u64) max_ts(i64) count(u32)
-//!  crc(u32) entry*`, where `crc` is CRC-32C over everything before it and all entries;
+//!  entries_crc(u32) header_crc(u32) entry*`: `entries_crc` is CRC-32C over the entries and
+//! `header_crc` over the 40 bytes before it, so that the header can be trusted on its own;
 //! offset entries are `rel_offset(u32) position(u32)`, time entries are
 //! `ts_mark(i64) rel_offset(u32) position(u32)`.
 
@@ -29,12 +30,12 @@ pub(super) const DELETED_SUFFIX: &str = ".deleted";
 /// One index entry per this many bytes of log.
 pub(super) const INDEX_INTERVAL: u64 = 4096;
 /// Largest batch the engine accepts.
-pub(super) const MAX_BATCH: usize = 256 << 20;
+pub(super) const MAX_BATCH: usize = crate::MAX_BATCH_BYTES;
 
 pub(super) const OFFSET_MAGIC: &[u8; 4] = b"SOIX";
 pub(super) const TIME_MAGIC: &[u8; 4] = b"STIX";
-pub(super) const VERSION: u8 = 1;
-pub(super) const INDEX_HEADER_LEN: usize = 40;
+pub(super) const VERSION: u8 = 2;
+pub(super) const INDEX_HEADER_LEN: usize = 44;
 
 pub(super) fn log_path(dir: &Path, base: u64) -> PathBuf {
     dir.join(format!("{base:020}.log"))
@@ -76,10 +77,29 @@ pub(super) fn encode_index(
     out.extend_from_slice(&summary.next_offset.to_le_bytes());
     out.extend_from_slice(&summary.max_ts.to_le_bytes());
     out.extend_from_slice(&((entries.len() / entry_len) as u32).to_le_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&out), entries);
-    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(entries).to_le_bytes());
+    let header_crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&header_crc.to_le_bytes());
     out.extend_from_slice(entries);
     out
+}
+
+/// Decodes and checks an index file's header alone; returns the summary and the entry count.
+pub(super) fn decode_header(magic: &[u8; 4], head: &[u8]) -> Option<(SegmentSummary, usize, u32)> {
+    if head.len() < INDEX_HEADER_LEN || &head[..4] != magic || head[4] != VERSION {
+        return None;
+    }
+    let u64_at = |i: usize| u64::from_le_bytes(head[i..i + 8].try_into().expect("8 bytes"));
+    let u32_at = |i: usize| u32::from_le_bytes(head[i..i + 4].try_into().expect("4 bytes"));
+    if crc32c::crc32c(&head[..40]) != u32_at(40) {
+        return None;
+    }
+    let summary = SegmentSummary {
+        log_len: u64_at(8),
+        next_offset: u64_at(16),
+        max_ts: u64_at(24) as i64,
+    };
+    Some((summary, u32_at(32) as usize, u32_at(36)))
 }
 
 /// Decodes an index file written by [`encode_index`]; `None` if it is damaged or stale.
@@ -88,24 +108,11 @@ pub(super) fn decode_index<'a>(
     bytes: &'a [u8],
     entry_len: usize,
 ) -> Option<(SegmentSummary, &'a [u8])> {
-    if bytes.len() < INDEX_HEADER_LEN || &bytes[..4] != magic || bytes[4] != VERSION {
-        return None;
-    }
-    let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
-    let count = u32::from_le_bytes(bytes[32..36].try_into().expect("4 bytes")) as usize;
-    let crc = u32::from_le_bytes(bytes[36..40].try_into().expect("4 bytes"));
+    let (summary, count, entries_crc) = decode_header(magic, bytes)?;
     let entries = &bytes[INDEX_HEADER_LEN..];
-    if entries.len() != count.checked_mul(entry_len)? {
+    if entries.len() != count.checked_mul(entry_len)? || crc32c::crc32c(entries) != entries_crc {
         return None;
     }
-    if crc32c::crc32c_append(crc32c::crc32c(&bytes[..36]), entries) != crc {
-        return None;
-    }
-    let summary = SegmentSummary {
-        log_len: u64_at(8),
-        next_offset: u64_at(16),
-        max_ts: u64_at(24) as i64,
-    };
     Some((summary, entries))
 }
 

@@ -10,10 +10,11 @@ use parking_lot::Mutex;
 use strata_record::{Batch, HEADER_LEN};
 
 use super::format::{
-    LOG_START_FILE, MAX_BATCH, SPEC_FILE, SegmentSummary, index_path, log_path, time_index_path,
+    LOG_START_FILE, SPEC_FILE, SegmentSummary, index_path, log_path, time_index_path,
 };
 use super::recovery::{BatchInfo, check_header, scan};
 use super::segment::{IndexData, Segment, floor};
+use crate::engine::check_batch_size;
 use crate::file::fdcache::FdCache;
 use crate::file::index_cache::{IndexCache, Weigh};
 use crate::file::io::write_all_at;
@@ -152,12 +153,8 @@ impl ShardLog {
     fn write(&self, ctx: &Ctx, batch: &Batch) -> Result<(Appended, Option<Ticket>)> {
         let mut st = self.lock_live()?;
         ctx.syncer.check()?;
+        check_batch_size(batch)?;
         let len = batch.len() as u64;
-        if batch.len() > MAX_BATCH {
-            return Err(StorageError::InvalidSpec(format!(
-                "batch of {len} bytes exceeds the largest the file engine stores ({MAX_BATCH})"
-            )));
-        }
         let count = u64::from(batch.record_count());
         let max_ts = batch.max_timestamp();
         if self.needs_roll(&st, len, count, max_ts) {
@@ -213,22 +210,27 @@ impl ShardLog {
 
     /// Closes the active segment (writing its indexes) and starts a new one at the next offset.
     pub(super) fn roll(&self, ctx: &Ctx, st: &mut LogState) -> Result<()> {
+        // Everything that can fail happens before the in-memory state changes, so a failed
+        // roll leaves the old segment active and the shard usable.
         let durable = st.durable();
         let seg = st.active();
-        let base = seg.base;
+        let (base, next) = (seg.base, seg.next);
         let file = self.open_segment(ctx, base, false)?;
         if durable {
             ctx.syncer.sync_now(&file)?;
         }
         self.write_index(seg, durable)?;
-        let next = seg.next;
-        let seg = st.active_mut();
-        let data = seg.active.take().map(|ix| ix.data).unwrap_or_default();
-        ctx.indexes.put((self.num, base), Arc::new(data));
-        self.open_segment(ctx, next, true)?;
+        if let Err(e) = self.open_segment(ctx, next, true) {
+            let _ = fs::remove_file(index_path(&self.dir, base));
+            let _ = fs::remove_file(time_index_path(&self.dir, base));
+            return Err(e);
+        }
         if durable {
             fsync_dir(&self.dir).map_err(|e| ctx.syncer.poison(&e))?;
         }
+        let seg = st.active_mut();
+        let data = seg.active.take().map(|ix| ix.data).unwrap_or_default();
+        ctx.indexes.put((self.num, base), Arc::new(data));
         st.segments.push(Segment::empty(next));
         Ok(())
     }
@@ -277,6 +279,7 @@ impl ShardLog {
     /// Moves the log start forward to `before`.
     pub(super) fn trim(&self, ctx: &Ctx, before: u64) -> Result<Bounds> {
         let mut st = self.lock_live()?;
+        ctx.syncer.check()?;
         if before > st.next_offset() {
             return Err(self.out_of_range(&st, before));
         }
@@ -294,6 +297,7 @@ impl ShardLog {
     /// Applies retention and time-based rolling as of `now_ms`; returns (bytes, files) dropped.
     pub(super) fn maintain(&self, ctx: &Ctx, now_ms: i64) -> Result<(u64, u64)> {
         let mut st = self.lock_live()?;
+        ctx.syncer.check()?;
         let spec = st.spec;
         let (mut bytes, mut files) = (0, 0);
         let active = st.active();
@@ -332,6 +336,7 @@ impl ShardLog {
     /// Removes every batch holding an offset at or after `to`.
     pub(super) fn truncate(&self, ctx: &Ctx, to: u64) -> Result<Bounds> {
         let mut st = self.lock_live()?;
+        ctx.syncer.check()?;
         if to >= st.next_offset() {
             return Ok(st.bounds());
         }

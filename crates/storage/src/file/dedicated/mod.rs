@@ -25,7 +25,7 @@ use strata_record::{Batch, BatchHeader, HEADER_LEN};
 
 use self::format::{
     CLEAN_SHUTDOWN, DELETED_SUFFIX, INDEX_HEADER_LEN, LOG_START_FILE, OFFSET_MAGIC, SPEC_FILE,
-    decode_index, index_path, log_path, parse_log_name, time_index_path,
+    decode_header, index_path, log_path, parse_log_name, time_index_path,
 };
 use self::log::{Ctx, LogState, ShardLog, write_index_files};
 use self::segment::{IndexData, Indexer, Segment};
@@ -101,9 +101,20 @@ impl DedicatedEngine {
             Ok(text) => parse_spec(&text)
                 .map_err(|e| StorageError::corruption(dir.join(SPEC_FILE), 0, e.to_string()))?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // The shard's creation never finished: nothing was acknowledged into it.
-                fs::remove_dir_all(&dir)?;
-                return Ok(None);
+                let has_data = fs::read_dir(&dir)?.flatten().any(|e| {
+                    parse_log_name(&e.file_name().to_string_lossy()).is_some()
+                        && e.metadata().is_ok_and(|m| m.len() > 0)
+                });
+                if !has_data {
+                    // The shard's creation never finished: nothing was acknowledged into it.
+                    fs::remove_dir_all(&dir)?;
+                    return Ok(None);
+                }
+                // The spec file was lost (a power failure under os durability) but data was
+                // written: keep the data under a default spec; the broker re-applies the
+                // topic's own spec when it opens.
+                tracing::error!(dir = %dir.display(), "shard spec file missing; keeping its data under a default spec");
+                StorageSpec::default()
             }
             Err(e) => return Err(e.into()),
         };
@@ -140,6 +151,17 @@ impl DedicatedEngine {
         if segments.is_empty() {
             log.open_segment(&self.ctx, saved_start, true)?;
             segments.push(Segment::empty(saved_start));
+        }
+        // Each closed segment must end where the next begins; one that does not has a stale
+        // index header (or lost data), so read what it really holds.
+        for i in 0..segments.len().saturating_sub(1) {
+            if segments[i].next != segments[i + 1].base && segments[i].active.is_none() {
+                tracing::warn!(dir = %log.dir.display(), base = segments[i].base, "segment does not end where the next begins; rescanning it");
+                segments[i] = self.scan_closed(&log, segments[i].base)?;
+            }
+            if segments[i].next != segments[i + 1].base {
+                tracing::error!(dir = %log.dir.display(), from = segments[i].next, to = segments[i + 1].base, "offsets missing between segments");
+            }
         }
         let next = segments.last().map_or(0, |s| s.next);
         let mut st = log.state.lock();
@@ -184,13 +206,19 @@ impl DedicatedEngine {
                 });
             }
         }
+        if !last {
+            return self.scan_closed(log, base);
+        }
         let scanned = recovery::scan(&path, &file, base)?;
         if let Some((pos, reason)) = &scanned.torn {
             tracing::warn!(file = %path.display(), position = pos, %reason, "cutting torn tail");
             file.set_len(*pos)?;
             file.sync_all()?;
         }
-        let mut seg = Segment {
+        // The active segment's index files are rewritten when it rolls or the engine closes.
+        let _ = fs::remove_file(index_path(&log.dir, base));
+        let _ = fs::remove_file(time_index_path(&log.dir, base));
+        Ok(Segment {
             base,
             next: scanned.next,
             size: scanned.size,
@@ -198,15 +226,32 @@ impl DedicatedEngine {
             first_ts: scanned.first_ts,
             active: Some(scanned.indexer),
             verified: scanned.verified,
-        };
-        if last {
-            let _ = fs::remove_file(index_path(&log.dir, base));
-            let _ = fs::remove_file(time_index_path(&log.dir, base));
-        } else {
-            let data = seg.active.take().map(|ix| ix.data).unwrap_or_default();
-            write_index_files(&log.dir, base, &data, seg.summary(), true)?;
-            self.ctx.indexes.put((log.num, base), Arc::new(data));
+        })
+    }
+
+    /// Scans a closed segment and rewrites its index files from what it holds.
+    fn scan_closed(&self, log: &ShardLog, base: u64) -> Result<Segment> {
+        let path = log_path(&log.dir, base);
+        let file = log.open_segment(&self.ctx, base, false)?;
+        let scanned = recovery::scan(&path, &file, base)?;
+        if let Some((pos, reason)) = &scanned.torn {
+            tracing::warn!(file = %path.display(), position = pos, %reason, "cutting torn tail");
+            file.set_len(*pos)?;
+            file.sync_all()?;
         }
+        let seg = Segment {
+            base,
+            next: scanned.next,
+            size: scanned.size,
+            max_ts: scanned.max_ts,
+            first_ts: scanned.first_ts,
+            active: None,
+            verified: scanned.verified,
+        };
+        write_index_files(&log.dir, base, &scanned.indexer.data, seg.summary(), true)?;
+        self.ctx
+            .indexes
+            .put((log.num, base), Arc::new(scanned.indexer.data));
         Ok(seg)
     }
 
@@ -250,18 +295,11 @@ fn read_summary(dir: &Path, base: u64) -> Option<format::SegmentSummary> {
     let f = fs::File::open(index_path(dir, base)).ok()?;
     let mut head = [0u8; INDEX_HEADER_LEN];
     f.read_exact_at(&mut head, 0).ok()?;
+    // Only the header is read (and checked) here; the entries' checksum is checked when the
+    // index is loaded for a read, and a mismatch rebuilds it from the log.
+    let (summary, count, _) = decode_header(OFFSET_MAGIC, &head)?;
     let len = f.metadata().ok()?.len() as usize;
-    // Only the header is read here; the checksum over the entries is checked when the index
-    // is loaded for a read, and a mismatch rebuilds it from the log.
-    let count = u32::from_le_bytes(head[32..36].try_into().ok()?) as usize;
-    if len != INDEX_HEADER_LEN + count * 8 {
-        return None;
-    }
-    let mut fake = head.to_vec();
-    fake[32..36].copy_from_slice(&0u32.to_le_bytes());
-    let crc = crc32c::crc32c(&fake[..36]);
-    fake[36..40].copy_from_slice(&crc.to_le_bytes());
-    decode_index(OFFSET_MAGIC, &fake, 8).map(|(s, _)| s)
+    (len == INDEX_HEADER_LEN + count * 8).then_some(summary)
 }
 
 fn first_batch_ts(file: &fs::File, len: u64) -> Result<Option<i64>> {
@@ -285,6 +323,7 @@ impl Engine for DedicatedEngine {
 
     async fn create_shard(&self, id: &ShardId, spec: &StorageSpec) -> Result<()> {
         self.live()?;
+        self.ctx.syncer.check()?;
         check_spec(spec)?;
         if self.shards.read().contains_key(id) {
             return Err(StorageError::ShardExists(id.clone()));
@@ -340,6 +379,7 @@ impl Engine for DedicatedEngine {
 
     async fn delete_shard(&self, id: &ShardId) -> Result<()> {
         self.live()?;
+        self.ctx.syncer.check()?;
         let log = self
             .shards
             .write()
@@ -363,6 +403,7 @@ impl Engine for DedicatedEngine {
 
     async fn reconfigure(&self, id: &ShardId, spec: &StorageSpec) -> Result<()> {
         check_spec(spec)?;
+        self.ctx.syncer.check()?;
         let log = self.shard(id)?;
         let mut st = log.lock_live()?;
         log.write_spec(spec, spec.durability != Durability::OsCache)?;

@@ -29,7 +29,7 @@ const COPY_ENTRIES: usize = 4096;
 impl ShardLog {
     /// Whole batches from the one holding `from`, within `max_bytes` (at least one batch).
     pub(super) fn read(&self, ctx: &Ctx, from: u64, max_bytes: usize) -> Result<ReadChunk> {
-        let (base, size, summary, entries, verified, bounds) = {
+        let (base, size, summary, entries, verified, bounds, file) = {
             let st = self.lock_live()?;
             let bounds = st.bounds();
             if from < st.log_start || from > bounds.next_offset {
@@ -60,6 +60,8 @@ impl ShardLog {
                 }
                 None => Entries::Closed,
             };
+            // The file is opened while the lock keeps retention from deleting it.
+            let file = self.open_segment(ctx, seg.base, false)?;
             (
                 seg.base,
                 seg.size,
@@ -67,6 +69,7 @@ impl ShardLog {
                 entries,
                 seg.verified.clone(),
                 bounds,
+                file,
             )
         };
         let closed: Arc<IndexData>;
@@ -78,7 +81,6 @@ impl ShardLog {
             }
         };
         let path = log_path(&self.dir, base);
-        let file = self.open_segment(ctx, base, false)?;
 
         // The batch holding `from`: from the index entry at or before it, walk headers.
         let start = floor(&entries, (from - base) as u32);

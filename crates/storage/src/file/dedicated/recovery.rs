@@ -152,6 +152,7 @@ pub(super) fn scan(path: &Path, file: &File, base: u64) -> Result<Scanned> {
                         "damaged record batch in the middle of a segment; it will not be served"
                     );
                     s.damaged.push((pos, reason));
+                    s.indexer.force_entry();
                     // Offsets of the damaged bytes are unknown; the next valid batch says where
                     // the log goes on.
                     s.next = info.base;

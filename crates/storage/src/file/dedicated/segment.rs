@@ -126,6 +126,12 @@ impl Indexer {
         }
     }
 
+    /// Makes the next batch get an offset index entry (after damage, so that reads of the
+    /// batches after it need not walk through it).
+    pub(super) fn force_entry(&mut self) {
+        self.since_offset_entry = INDEX_INTERVAL;
+    }
+
     /// Records the batch at `pos` (relative offset `rel`, `len` bytes, newest timestamp `max_ts`).
     pub(super) fn add(&mut self, rel: u32, pos: u64, len: u64, max_ts: i64) {
         let pos32 = pos as u32;

@@ -47,7 +47,12 @@ pub(super) fn block(entries: &[Entry], run: u32, pos: u32, out: &mut Vec<u8>) ->
         run,
         pos,
         count: entries.len() as u32,
-        min_file: entries.iter().map(|e| e.file).min().unwrap_or(u32::MAX),
+        min_file: entries
+            .iter()
+            .filter(|e| !e.is_hole())
+            .map(|e| e.file)
+            .min()
+            .unwrap_or(u32::MAX),
         crc: crc32c::crc32c(&out[start..]),
     }
 }

@@ -9,8 +9,9 @@
 //! Journal record (little-endian):
 //! `record := len(u32) crc(u32) kind(u8) shard(u32) body`, `len` counting kind..end.
 //! For `BATCH`, body is a Kafka record batch and `crc` is CRC-32C over kind, shard and the
-//! batch's first 21 bytes (offset, length, epoch, magic, batch CRC) — the batch's own CRC covers
-//! the rest. For every other kind `crc` covers kind, shard and the whole body.
+//! batch's 61-byte header (offsets, length, epoch, counts, timestamps, producer fields and the
+//! batch's own CRC, which covers the rest). For every other kind `crc` covers kind, shard and
+//! the whole body.
 //!
 //! Index entry: `base(u64) max_ts(i64) last_delta(u32) file(u32) pos(u32) len(u32)`, 32 bytes;
 //! `pos` is where the batch bytes start in journal file `file`; `len == 0` marks a hole left
@@ -26,8 +27,8 @@ pub(super) const CHECKPOINT: &str = "checkpoint";
 
 /// Bytes before a record's body.
 pub(super) const RECORD_HEADER: usize = 13;
-/// Largest record body accepted.
-pub(super) const MAX_BODY: usize = (256 << 20) + 4096;
+/// Largest record body accepted: a batch of the largest size any engine stores.
+pub(super) const MAX_BODY: usize = crate::MAX_BATCH_BYTES;
 /// Journal files hold positions in a u32.
 pub(super) const MAX_JOURNAL_FILE: u64 = u32::MAX as u64 - MAX_BODY as u64;
 
@@ -121,13 +122,18 @@ pub(super) fn header_crc_ok(h: &[u8], header: &Header, covered: &[u8]) -> bool {
     crc32c::crc32c_append(crc32c::crc32c(&h[8..13]), covered) == header.crc
 }
 
-/// How many body bytes the header CRC covers.
+/// How many body bytes the header CRC covers: a batch's whole 61-byte header (offsets, counts,
+/// timestamps, producer fields, and the batch's own CRC over the rest), or a whole control
+/// body.
 pub(super) fn covered_len(header: &Header) -> usize {
     match header.kind {
-        Kind::Batch => 21.min(header.body_len),
+        Kind::Batch => BATCH_COVERED.min(header.body_len),
         _ => header.body_len,
     }
 }
+
+/// Bytes of a batch that its record header's CRC covers.
+pub(super) const BATCH_COVERED: usize = strata_record::HEADER_LEN;
 
 pub(super) fn encode_entry(e: &Entry, out: &mut Vec<u8>) {
     out.extend_from_slice(&e.base.to_le_bytes());

@@ -15,7 +15,7 @@ use super::format::{Kind, journal_path};
 use super::journal;
 use super::state::Entry;
 use super::{Ctx, Inner};
-use crate::{Result, StorageError};
+use crate::Result;
 
 impl Inner {
     /// Moves every shard's log start forward as its retention asks; returns bytes dropped.
@@ -120,36 +120,10 @@ impl Inner {
             .collect();
         let mut copied = 0u64;
         for num in nums {
-            let s = self.table.get(num).expect("live shard");
-            let log_start = s.log_start;
-            let mut entries: Vec<Entry> = Vec::new();
-            for r in &s.runs {
-                entries.extend(ctx.load_block(r)?.iter().filter(|e| e.last() >= log_start));
-            }
-            entries.extend(s.tail.iter().filter(|e| e.last() >= log_start));
-            for e in entries
-                .iter_mut()
-                .filter(|e| e.file <= victim && !e.is_hole())
-            {
-                let path = journal_path(&ctx.root, e.file);
-                let file = ctx.journal(e.file)?;
-                let mut batch = vec![0u8; e.len as usize];
-                file.read_exact_at(&mut batch, u64::from(e.pos))?;
-                strata_record::verify_crc(&batch).map_err(|err| {
-                    StorageError::corruption(&path, u64::from(e.pos), err.to_string())
-                })?;
-                let w =
-                    self.writer
-                        .append(&ctx.root, Kind::Batch, num, &[&batch], &[&batch[..21]])?;
-                e.file = w.seq;
-                e.pos = w.body_pos as u32;
-                copied += u64::from(e.len);
-            }
-            let s = self.table.get_mut(num).expect("live shard");
-            let released: Vec<u32> = s.runs.drain(..).map(|r| r.run).collect();
-            s.tail = entries;
-            for run in released {
-                self.table.release_run(run);
+            match self.relocate_shard(ctx, num, victim) {
+                Ok(n) => copied += n,
+                // One shard's unreadable index must not stop the others' relocation.
+                Err(e) => tracing::error!(shard = num, error = %e, "relocation of a shard failed"),
             }
         }
         tracing::info!(
@@ -157,6 +131,56 @@ impl Inner {
             bytes = copied,
             "relocated live batches out of old journal files"
         );
+        Ok(copied)
+    }
+
+    /// Copies one shard's live batches in journal files up to `victim` to the head.
+    fn relocate_shard(&mut self, ctx: &Ctx, num: u32, victim: u32) -> Result<u64> {
+        let s = self.table.get(num).expect("live shard");
+        let log_start = s.log_start;
+        let mut entries: Vec<Entry> = Vec::new();
+        for r in &s.runs {
+            entries.extend(ctx.load_block(r)?.iter().filter(|e| e.last() >= log_start));
+        }
+        entries.extend(s.tail.iter().filter(|e| e.last() >= log_start));
+        let (mut copied, mut lost) = (0u64, 0u64);
+        for e in entries
+            .iter_mut()
+            .filter(|e| e.file <= victim && !e.is_hole())
+        {
+            let path = journal_path(&ctx.root, e.file);
+            let mut batch = vec![0u8; e.len as usize];
+            let readable = ctx
+                .journal(e.file)
+                .and_then(|file| file.read_exact_at(&mut batch, u64::from(e.pos)))
+                .map_err(|err| err.to_string())
+                .and_then(|()| strata_record::verify_crc(&batch).map_err(|err| err.to_string()));
+            if let Err(reason) = readable {
+                // Damaged bytes cannot be copied. What is left of them is a hole, which reads
+                // report and which pins no file, so the damage cannot stop garbage collection.
+                tracing::error!(file = %path.display(), position = e.pos, %reason, "damaged batch left behind as a hole during relocation");
+                lost += u64::from(e.len);
+                e.len = 0;
+                continue;
+            }
+            let w = self.writer.append(
+                &ctx.root,
+                Kind::Batch,
+                num,
+                &[&batch],
+                &[&batch[..super::format::BATCH_COVERED]],
+            )?;
+            e.file = w.seq;
+            e.pos = w.body_pos as u32;
+            copied += u64::from(e.len);
+        }
+        let s = self.table.get_mut(num).expect("live shard");
+        let released: Vec<u32> = s.runs.drain(..).map(|r| r.run).collect();
+        s.tail = entries;
+        s.size -= lost;
+        for run in released {
+            self.table.release_run(run);
+        }
         Ok(copied)
     }
 }

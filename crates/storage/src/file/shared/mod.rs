@@ -39,6 +39,7 @@ use super::FileOptions;
 use super::fdcache::FdCache;
 use super::index_cache::{IndexCache, Weigh};
 use super::sync::{Syncer, Ticket};
+use crate::engine::check_batch_size;
 use crate::{
     Appended, Bounds, Durability, Engine, EngineKind, EngineStats, Maintenance, Model, ReadChunk,
     Result, ShardId, StorageError, StorageSpec, TimestampHit,
@@ -194,7 +195,13 @@ impl SharedEngine {
                             Ok(()) => {
                                 g.finish(&ctx, pending);
                             }
-                            Err(e) => tracing::error!(error = %e, "checkpoint failed"),
+                            Err(e) => {
+                                // The in-memory state already points at the run file; without a
+                                // durable checkpoint behind it, writing on would be unsafe.
+                                ctx.syncer.poison(&std::io::Error::other(format!(
+                                    "checkpoint could not be made durable: {e}"
+                                )));
+                            }
                         }
                         g.in_flight = false;
                         idle.notify_all();
@@ -240,7 +247,12 @@ impl SharedEngine {
         let mut g = self.inner.lock();
         g.in_flight = false;
         self.idle.notify_all();
-        persisted?;
+        if let Err(e) = persisted {
+            self.ctx.syncer.poison(&std::io::Error::other(format!(
+                "checkpoint could not be made durable: {e}"
+            )));
+            return Err(e);
+        }
         Ok(g.finish(&self.ctx, pending))
     }
 
@@ -290,6 +302,7 @@ impl Engine for SharedEngine {
 
     async fn create_shard(&self, id: &ShardId, spec: &StorageSpec) -> Result<()> {
         check_spec(spec)?;
+        self.ctx.syncer.check()?;
         let ticket = {
             let mut g = self.lock()?;
             if g.table.num(id).is_some() {
@@ -302,6 +315,7 @@ impl Engine for SharedEngine {
     }
 
     async fn delete_shard(&self, id: &ShardId) -> Result<()> {
+        self.ctx.syncer.check()?;
         let ticket = {
             let mut g = self.lock()?;
             let num = g.num(id)?;
@@ -315,6 +329,7 @@ impl Engine for SharedEngine {
 
     async fn reconfigure(&self, id: &ShardId, spec: &StorageSpec) -> Result<()> {
         check_spec(spec)?;
+        self.ctx.syncer.check()?;
         let ticket = {
             let mut g = self.lock()?;
             let num = g.num(id)?;
@@ -335,6 +350,7 @@ impl Engine for SharedEngine {
     }
 
     async fn append(&self, id: &ShardId, batch: Batch) -> Result<Appended> {
+        check_batch_size(&batch)?;
         let (appended, ticket) = {
             let mut g = self.lock()?;
             self.ctx.syncer.check()?;
@@ -363,6 +379,7 @@ impl Engine for SharedEngine {
     }
 
     async fn trim(&self, id: &ShardId, before: u64) -> Result<Bounds> {
+        self.ctx.syncer.check()?;
         let (bounds, ticket) = {
             let mut g = self.lock()?;
             let num = g.num(id)?;
@@ -389,6 +406,7 @@ impl Engine for SharedEngine {
     }
 
     async fn truncate(&self, id: &ShardId, to: u64) -> Result<Bounds> {
+        self.ctx.syncer.check()?;
         let (bounds, ticket) = {
             let mut g = self.lock()?;
             let num = g.num(id)?;
@@ -407,6 +425,7 @@ impl Engine for SharedEngine {
     }
 
     async fn maintain(&self, now_ms: i64) -> Result<Maintenance> {
+        self.ctx.syncer.check()?;
         let (mut report, changed) = {
             let mut g = self.lock()?;
             let dropped = g.apply_retention(&self.ctx, now_ms)?;

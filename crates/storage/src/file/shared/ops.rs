@@ -51,7 +51,7 @@ impl Inner {
             Kind::Batch,
             num,
             &[&prefix, &bytes[16..]],
-            &[&prefix, &bytes[16..21]],
+            &[&prefix, &bytes[16..super::format::BATCH_COVERED]],
         )?;
         self.since_checkpoint += (RECORD_HEADER + bytes.len()) as u64;
         let entry = Entry {
