@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the tests need, then runs every test: formatting, lints, the Rust test suites
-# (unit, contract, crash and property tests) and a smoke run of the storage benchmark.
+# (unit, contract, crash and property tests), real Kafka clients against `strata serve`, and a
+# smoke run of the storage benchmark.
 #
 #   scripts/test.sh
 #
-# Needs Rust (the toolchain in rust-toolchain/rust-version) and python3 with venv. Builds go to
+# Needs Rust, python3 and Debian's apt for kcat and npm (installed if missing). Builds go to
 # $CARGO_TARGET_DIR, by default ~/.cache/strata/target, so repeated runs and fresh clones reuse
 # them; Python packages go to a virtualenv in ~/.cache/strata/venv.
 set -euo pipefail
@@ -17,14 +18,20 @@ mkdir -p "$cache"
 step() { printf '\n== %s\n' "$*"; }
 
 step "test dependencies"
-if ! python3 -c 'import venv' 2>/dev/null; then
-  sudo_if() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-  sudo_if apt-get update -q && sudo_if apt-get install -y -q python3-venv
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+missing=()
+python3 -c 'import venv' 2>/dev/null || missing+=(python3-venv)
+command -v kcat >/dev/null || missing+=(kcat)
+command -v npm >/dev/null || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  as_root apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
 venv="$cache/venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q -r scripts/requirements-test.txt
 export STRATA_KAFKA_PYTHON="$venv/bin/python"
+(cd tests/node && npm ci --silent --no-audit --no-fund)
 
 step "format"
 cargo fmt --all -- --check
@@ -35,8 +42,17 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests"
 cargo test --workspace --locked
 
-step "storage benchmark smoke run"
+step "server build"
 cargo build --release --locked -p strata-server
-STRATA_BIN="$CARGO_TARGET_DIR/release/strata" scripts/bench-storage.sh --quick "$cache/bench-smoke.jsonl"
+export STRATA_BIN="$CARGO_TARGET_DIR/release/strata"
+
+step "Kafka clients against strata serve (confluent-kafka, kafka-python, aiokafka, kcat)"
+(cd tests/python && "$venv/bin/python" -m pytest -q)
+
+step "Kafka clients against strata serve (kafkajs)"
+(cd tests/node && npm test --silent)
+
+step "storage benchmark smoke run"
+scripts/bench-storage.sh --quick "$cache/bench-smoke.jsonl"
 
 step "all tests passed"

@@ -1,6 +1,13 @@
-//! The `strata` binary. Today it runs benchmarks; `strata serve` (the Kafka and MQTT front ends
-//! over one storage layer) will join it as another subcommand.
+//! The `strata` binary: `strata serve` runs a node; `strata topic` manages topics on a running
+//! node; `strata bench` measures Strata's parts.
 
+mod admin;
+mod cli;
+mod client;
+mod config;
+mod serve;
+
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +23,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a node: the Kafka listener and the admin API, embedded storage, no external service.
+    Serve(config::ServeArgs),
+    /// Create, list, describe, delete and alter topics on a running node.
+    Topic(cli::TopicArgs),
     /// Measure Strata's parts on this machine.
     Bench {
         #[command(subcommand)]
@@ -29,19 +40,33 @@ enum BenchTarget {
     Storage(strata_bench::storage::StorageArgs),
 }
 
-fn main() -> ExitCode {
+fn init_logs(filter: &str) {
     // Logs go to stderr so that stdout carries only results. RUST_LOG overrides the level.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => config::ServeConfig::resolve(&args).and_then(|config| {
+            init_logs(&config.log_level);
+            runtime()?.block_on(serve::run(config))
+        }),
+        Command::Topic(args) => {
+            init_logs("warn");
+            runtime().and_then(|rt| rt.block_on(cli::run(args)))
+        }
         Command::Bench {
             target: BenchTarget::Storage(args),
-        } => strata_bench::storage::run(args).map(drop),
+        } => {
+            init_logs("warn");
+            strata_bench::storage::run(args).map(drop)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -50,4 +75,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

@@ -184,8 +184,16 @@ impl StorageSpec {
                 StorageError::InvalidSpec(format!("invalid value {value:?} for {key}: {why}"))
             };
             match key {
-                "storage.engine" => spec.engine = value.parse::<EngineKind>()?,
-                "storage.model" => spec.model = value.parse::<Model>()?,
+                "storage.engine" => {
+                    spec.engine = value
+                        .parse::<EngineKind>()
+                        .map_err(|_| bad("expected memory, file, rocksdb, mysql or s3"))?
+                }
+                "storage.model" => {
+                    spec.model = value
+                        .parse::<Model>()
+                        .map_err(|_| bad("expected dedicated or shared"))?
+                }
                 "replication.factor" => {
                     spec.replicas = value.parse().map_err(|_| bad("not a number"))?
                 }

@@ -1,0 +1,219 @@
+//! The broker and how it opens.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use strata_storage::{Engine, EngineKind, Model, ShardId, StorageError};
+
+use crate::engines::Engines;
+use crate::groups::GroupCoordinator;
+use crate::offsets::{CommittedOffset, ProducerIds};
+use crate::state::{STATE_TOPIC, StateLog};
+use crate::topic::{Partition, Topic, TopicMeta, TopicMetrics, parse_id};
+use crate::topic_config::TopicConfig;
+use crate::{BrokerConfig, BrokerError, Result};
+
+/// One group's committed offsets, by (topic, partition).
+pub(crate) type GroupOffsets = HashMap<(String, u32), CommittedOffset>;
+
+/// The broker. Shared by every connection as `Arc<Broker>`.
+#[derive(Debug)]
+pub struct Broker {
+    pub(crate) config: BrokerConfig,
+    pub(crate) engines: Engines,
+    pub(crate) state: StateLog,
+    pub(crate) topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Serialises topic creation, deletion and alteration.
+    pub(crate) topic_ops: tokio::sync::Mutex<()>,
+    pub(crate) offsets: RwLock<HashMap<String, GroupOffsets>>,
+    pub(crate) producer_ids: Mutex<ProducerIds>,
+    pub(crate) groups: GroupCoordinator,
+    cluster_id: String,
+}
+
+impl Broker {
+    /// Opens the engines, recovers the broker's state and starts background maintenance.
+    pub async fn open(config: BrokerConfig) -> Result<Arc<Broker>> {
+        std::fs::create_dir_all(&config.data_dir).map_err(StorageError::from)?;
+        let engines = Engines::open(&config.data_dir, &config.file_options)?;
+        let state_engine = engines.for_spec(&strata_storage::StorageSpec::default())?;
+        let (state, live) = StateLog::open(state_engine).await?;
+        let cluster_id = match live.get("cluster") {
+            Some(id) => String::from_utf8_lossy(id).into_owned(),
+            None => {
+                let id = new_cluster_id();
+                state
+                    .put(vec![("cluster".into(), Some(Bytes::from(id.clone())))])
+                    .await?;
+                id
+            }
+        };
+        let producer_ids = ProducerIds::restore(live.get("producer-ids"));
+        let groups = GroupCoordinator::new(config.group_initial_rebalance_delay_ms);
+        let broker = Arc::new(Broker {
+            topics: RwLock::new(BTreeMap::new()),
+            topic_ops: tokio::sync::Mutex::new(()),
+            offsets: RwLock::new(HashMap::new()),
+            producer_ids: Mutex::new(producer_ids),
+            groups,
+            cluster_id,
+            engines,
+            state,
+            config,
+        });
+        broker.restore(&live).await?;
+        broker.groups.restore(&broker, &live);
+        Self::start_maintenance(&broker);
+        Ok(broker)
+    }
+
+    async fn restore(&self, live: &BTreeMap<String, Bytes>) -> Result<()> {
+        let mut wanted: HashMap<ShardId, ()> = HashMap::new();
+        for (key, value) in live.range("topic/".to_owned().."topic0".to_owned()) {
+            let meta: TopicMeta = serde_json::from_slice(value).map_err(|e| {
+                BrokerError::config(format!("stored topic {key} is unreadable: {e}"))
+            })?;
+            let topic = self.materialise(&meta).await?;
+            for p in topic.partitions() {
+                wanted.insert(p.shard.clone(), ());
+            }
+            self.topics.write().insert(meta.name.clone(), topic);
+        }
+        // Shards no topic owns were left by a creation or deletion cut short by a crash.
+        for (_, engine) in self.engines.all() {
+            for (shard, _) in engine.shards().await? {
+                if shard.topic() != STATE_TOPIC && !wanted.contains_key(&shard) {
+                    tracing::warn!(%shard, "deleting a shard that belongs to no topic");
+                    engine.delete_shard(&shard).await?;
+                }
+            }
+        }
+        for (key, value) in live.range("offset/".to_owned().."offset0".to_owned()) {
+            if let Some((group, topic, partition, offset)) = crate::offsets::decode(key, value) {
+                self.offsets
+                    .write()
+                    .entry(group)
+                    .or_default()
+                    .insert((topic, partition), offset);
+            }
+        }
+        tracing::info!(
+            topics = self.topics.read().len(),
+            cluster_id = %self.cluster_id,
+            "broker state restored"
+        );
+        Ok(())
+    }
+
+    /// Builds a topic from its stored description, creating any shard its engine lacks (the
+    /// memory engine loses all of them on restart).
+    pub(crate) async fn materialise(&self, meta: &TopicMeta) -> Result<Arc<Topic>> {
+        let mut default = self.config.default_spec;
+        default.engine = meta
+            .engine
+            .parse::<EngineKind>()
+            .map_err(|e| BrokerError::config(e.to_string()))?;
+        default.model = meta
+            .model
+            .parse::<Model>()
+            .map_err(|e| BrokerError::config(e.to_string()))?;
+        let config = TopicConfig::resolve(&default, meta.overrides.clone())?;
+        let engine = self.engines.for_spec(&config.spec)?;
+        let name: Arc<str> = Arc::from(meta.name.as_str());
+        let mut partitions = Vec::new();
+        for p in 0..meta.partitions {
+            let shard = ShardId::with_topic(name.clone(), p)?;
+            match engine.create_shard(&shard, &config.spec).await {
+                Ok(()) | Err(StorageError::ShardExists(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            partitions.push(Arc::new(Partition::new(shard)));
+        }
+        Ok(Arc::new(Topic {
+            id: parse_id(&meta.id).unwrap_or_else(crate::topic::new_id),
+            name,
+            config: RwLock::new(config),
+            partitions: RwLock::new(partitions),
+            engine,
+            metrics: TopicMetrics::default(),
+        }))
+    }
+
+    fn start_maintenance(broker: &Arc<Broker>) {
+        let weak = Arc::downgrade(broker);
+        let every = Duration::from_millis(broker.config.maintenance_interval_ms.max(100));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(broker) = weak.upgrade() else {
+                    return;
+                };
+                if let Err(e) = broker.maintain().await {
+                    tracing::error!(error = %e, "maintenance failed");
+                }
+            }
+        });
+    }
+
+    /// One pass of retention, garbage collection and producer-state snapshots.
+    pub async fn maintain(&self) -> Result<()> {
+        let now = strata_storage::now_ms();
+        for (name, engine) in self.engines.all() {
+            let m = engine.maintain(now).await?;
+            if m.bytes_dropped > 0 || m.files_deleted > 0 {
+                tracing::debug!(engine = name, ?m, "maintenance");
+            }
+        }
+        self.snapshot_producers(now).await
+    }
+
+    /// Makes everything durable and closes the engines.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.snapshot_producers(strata_storage::now_ms()).await?;
+        for (_, engine) in self.engines.all() {
+            engine.close().await?;
+        }
+        Ok(())
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    /// The cluster id, fixed when the data directory was first used.
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// The settings the broker runs with.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// The consumer-group coordinator.
+    pub fn groups(&self) -> &GroupCoordinator {
+        &self.groups
+    }
+
+    /// Every engine, for metrics.
+    pub fn engines(&self) -> Vec<(&'static str, Arc<dyn Engine>)> {
+        self.engines.all()
+    }
+
+    pub(crate) fn state(&self) -> &StateLog {
+        &self.state
+    }
+}
+
+fn new_cluster_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    (0..22)
+        .map(|_| ALPHABET[rand::random::<u8>() as usize % ALPHABET.len()] as char)
+        .collect()
+}

@@ -1,0 +1,43 @@
+//! Broker settings (from the server's config file and flags).
+
+use std::path::PathBuf;
+
+use strata_storage::StorageSpec;
+use strata_storage::file::FileOptions;
+
+/// How the broker runs.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Where engines keep their files and the broker its state.
+    pub data_dir: PathBuf,
+    /// This node's id in protocol responses.
+    pub node_id: i32,
+    /// Storage of topics created without storage configs.
+    pub default_spec: StorageSpec,
+    /// Create unknown topics on first use (Kafka's `auto.create.topics.enable`).
+    pub auto_create_topics: bool,
+    /// Partitions of an auto-created topic (Kafka's `num.partitions`).
+    pub num_partitions: u32,
+    /// Wait this long for more members before completing a new group's first rebalance.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// Tuning of the file engines.
+    pub file_options: FileOptions,
+    /// Run retention and garbage collection this often.
+    pub maintenance_interval_ms: u64,
+}
+
+impl BrokerConfig {
+    /// Defaults rooted at `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        BrokerConfig {
+            data_dir: data_dir.into(),
+            node_id: 0,
+            default_spec: StorageSpec::default(),
+            auto_create_topics: true,
+            num_partitions: 1,
+            group_initial_rebalance_delay_ms: 3000,
+            file_options: FileOptions::default(),
+            maintenance_interval_ms: 30_000,
+        }
+    }
+}

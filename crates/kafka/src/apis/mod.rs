@@ -1,0 +1,256 @@
+//! The supported APIs and versions, and the dispatch of one request.
+
+mod admin;
+mod configs;
+mod fetch;
+mod groups;
+mod metadata;
+mod offsets;
+mod produce;
+
+use std::net::SocketAddr;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+use crate::Kafka;
+use crate::conn::ConnError;
+use crate::errors::code;
+use crate::write::Frame;
+
+/// Every API served, with the versions advertised.
+///
+/// Produce is advertised from v0, as Kafka 4 does, so that older clients (librdkafka) turn on
+/// their newer features; versions 0 to 2, which carry the removed v0/v1 message formats, are
+/// refused when they actually arrive.
+pub fn supported_versions() -> Vec<(ApiKey, i16, i16)> {
+    use ApiKey::*;
+    vec![
+        (Produce, 0, 11),
+        (Fetch, 4, 16),
+        (ListOffsets, 1, 6),
+        (Metadata, 0, 12),
+        (OffsetCommit, 2, 8),
+        (OffsetFetch, 1, 8),
+        (FindCoordinator, 0, 4),
+        (JoinGroup, 0, 9),
+        (Heartbeat, 0, 4),
+        (LeaveGroup, 0, 5),
+        (SyncGroup, 0, 5),
+        (DescribeGroups, 0, 5),
+        (ListGroups, 0, 4),
+        (ApiVersions, 0, 3),
+        (CreateTopics, 2, 7),
+        (DeleteTopics, 1, 6),
+        (DeleteRecords, 0, 2),
+        (InitProducerId, 0, 4),
+        (DescribeConfigs, 1, 4),
+        (AlterConfigs, 0, 2),
+        (CreatePartitions, 0, 3),
+        (DeleteGroups, 0, 2),
+        (IncrementalAlterConfigs, 0, 1),
+    ]
+}
+
+/// Oldest Produce version actually served.
+const PRODUCE_MIN_SERVED: i16 = 3;
+
+fn range(api: ApiKey) -> Option<(i16, i16)> {
+    supported_versions()
+        .into_iter()
+        .find(|(k, _, _)| *k == api)
+        .map(|(_, min, max)| (min, max))
+}
+
+/// Metric label of an API.
+pub(crate) fn api_name(api: ApiKey) -> &'static str {
+    use ApiKey::*;
+    match api {
+        Produce => "Produce",
+        Fetch => "Fetch",
+        ListOffsets => "ListOffsets",
+        Metadata => "Metadata",
+        OffsetCommit => "OffsetCommit",
+        OffsetFetch => "OffsetFetch",
+        FindCoordinator => "FindCoordinator",
+        JoinGroup => "JoinGroup",
+        Heartbeat => "Heartbeat",
+        LeaveGroup => "LeaveGroup",
+        SyncGroup => "SyncGroup",
+        DescribeGroups => "DescribeGroups",
+        ListGroups => "ListGroups",
+        ApiVersions => "ApiVersions",
+        CreateTopics => "CreateTopics",
+        DeleteTopics => "DeleteTopics",
+        DeleteRecords => "DeleteRecords",
+        InitProducerId => "InitProducerId",
+        DescribeConfigs => "DescribeConfigs",
+        AlterConfigs => "AlterConfigs",
+        CreatePartitions => "CreatePartitions",
+        DeleteGroups => "DeleteGroups",
+        IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        _ => "other",
+    }
+}
+
+pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+/// A response frame: size, header, body.
+fn encode_response(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+) -> Result<Frame, ConnError> {
+    let fail = |e: anyhow::Error| ConnError::Encode {
+        api,
+        version,
+        reason: e.to_string(),
+    };
+    let mut buf = BytesMut::with_capacity(128);
+    buf.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut buf, api.response_header_version(version))
+        .map_err(fail)?;
+    body.encode(&mut buf, version).map_err(fail)?;
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(Frame::bytes(buf.freeze()))
+}
+
+fn api_versions(version: i16, error_code: i16) -> ResponseKind {
+    let keys = supported_versions()
+        .into_iter()
+        .map(|(k, min, max)| {
+            ApiVersion::default()
+                .with_api_key(k as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect();
+    let _ = version;
+    ResponseKind::ApiVersions(
+        ApiVersionsResponse::default()
+            .with_error_code(error_code)
+            .with_api_keys(keys),
+    )
+}
+
+/// Handles one request frame; an empty frame means no response (acks=0 produce).
+pub(crate) async fn handle(
+    kafka: &Kafka,
+    frame: Bytes,
+    peer: SocketAddr,
+) -> Result<Frame, ConnError> {
+    let mut head = &frame[..];
+    let raw_api = head.get_i16();
+    let version = head.get_i16();
+    let correlation_id = head.get_i32();
+    let api = ApiKey::try_from(raw_api).map_err(|_| ConnError::UnknownApi(raw_api))?;
+    let Some((min, max)) = range(api) else {
+        return Err(ConnError::Unsupported { api, version });
+    };
+    if api == ApiKey::ApiVersions && version > max {
+        // As Kafka does: error 35 in a v0 body listing what is supported, so that the client
+        // can retry with a version both sides know.
+        let body = api_versions(0, code::UNSUPPORTED_VERSION);
+        return encode_response(api, 0, correlation_id, &body);
+    }
+    let served_min = if api == ApiKey::Produce {
+        PRODUCE_MIN_SERVED
+    } else {
+        min
+    };
+    if version < served_min || version > max {
+        return Err(ConnError::Unsupported { api, version });
+    }
+    let malformed = |e: anyhow::Error| ConnError::Malformed {
+        api,
+        version,
+        reason: e.to_string(),
+    };
+    let mut buf = frame;
+    let header =
+        RequestHeader::decode(&mut buf, api.request_header_version(version)).map_err(malformed)?;
+    let request = RequestKind::decode(api, &mut buf, version).map_err(malformed)?;
+    let client = Client {
+        id: header
+            .client_id
+            .as_ref()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
+        host: peer.ip().to_string(),
+    };
+    let body = match request {
+        RequestKind::ApiVersions(_) => api_versions(version, code::NONE),
+        RequestKind::Produce(r) => match produce::handle(kafka, version, r).await {
+            Some(resp) => ResponseKind::Produce(resp),
+            None => return Ok(Frame::default()),
+        },
+        RequestKind::Fetch(r) => return Ok(fetch::handle(kafka, version, correlation_id, r).await),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(metadata::metadata(kafka, version, r).await)
+        }
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(offsets::list_offsets(kafka, version, r).await)
+        }
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(offsets::delete_records(kafka, r).await)
+        }
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offsets::commit(kafka, r).await),
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(offsets::fetch(kafka, version, r).await)
+        }
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(groups::find_coordinator(kafka, version, r))
+        }
+        RequestKind::JoinGroup(r) => {
+            ResponseKind::JoinGroup(groups::join(kafka, version, &client, r).await)
+        }
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync(kafka, version, r).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(kafka, r).await),
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(groups::leave(kafka, version, r).await)
+        }
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list(kafka, version, r)),
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(groups::describe(kafka, version, r))
+        }
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete(kafka, r).await),
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(produce::init_producer_id(kafka, r).await)
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(admin::create_topics(kafka, version, r).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(admin::delete_topics(kafka, version, r).await)
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(admin::create_partitions(kafka, r).await)
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(configs::describe(kafka, version, r))
+        }
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(configs::alter(kafka, r).await),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(kafka, r).await)
+        }
+        _ => return Err(ConnError::Unsupported { api, version }),
+    };
+    encode_response(api, version, correlation_id, &body)
+}
+
+/// Who sent a request.
+#[derive(Debug)]
+pub(crate) struct Client {
+    pub id: String,
+    pub host: String,
+}

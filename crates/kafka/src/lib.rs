@@ -1,0 +1,87 @@
+//! The Kafka wire protocol front end: a TCP listener that decodes Kafka requests with the
+//! `kafka-protocol` crate, answers them from the [`strata_broker::Broker`], and sends Fetch
+//! responses with file-engine data by `sendfile`.
+//!
+//! Start with `conn.rs` (one connection: frames in, responses out, in order), then
+//! `apis/mod.rs` (the supported API versions and the dispatch) and one module per API family.
+//! `fetch_encode.rs` is the one response encoded by hand, so that stored batches are attached
+//! without a copy.
+
+mod apis;
+mod conn;
+mod errors;
+mod fetch_encode;
+mod frame;
+mod metrics;
+mod write;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use strata_broker::Broker;
+use tokio::net::TcpListener;
+
+pub use apis::supported_versions;
+pub use fetch_encode::{
+    FetchedPartition, FetchedTopic, encode as encode_fetch_response, frame_bytes,
+};
+pub use frame::{FrameError, read_frame};
+pub use metrics::KafkaMetrics;
+
+/// Kafka's default `socket.request.max.bytes`.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 << 20;
+
+/// How the Kafka front end presents itself.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// Host clients are told to connect to (Metadata, FindCoordinator).
+    pub advertised_host: String,
+    /// Port clients are told to connect to.
+    pub advertised_port: i32,
+    /// Largest request accepted; larger frames close the connection.
+    pub max_request_bytes: usize,
+}
+
+/// The front end: shared by every connection.
+#[derive(Debug)]
+pub struct Kafka {
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) config: KafkaConfig,
+    pub(crate) metrics: KafkaMetrics,
+}
+
+impl Kafka {
+    /// A front end for `broker`.
+    pub fn new(broker: Arc<Broker>, config: KafkaConfig, metrics: KafkaMetrics) -> Arc<Self> {
+        Arc::new(Kafka {
+            broker,
+            config,
+            metrics,
+        })
+    }
+
+    /// Accepts connections until the listener fails; each connection runs in its own task.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        loop {
+            let (stream, peer) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            let kafka = self.clone();
+            tokio::spawn(async move {
+                kafka.connection(stream, peer).await;
+            });
+        }
+    }
+
+    async fn connection(self: Arc<Self>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+        self.metrics.connections.inc();
+        if let Err(e) = conn::run(&self, stream, peer).await {
+            match e {
+                conn::ConnError::Frame(FrameError::Closed) => {
+                    tracing::debug!(%peer, "kafka connection closed by the client");
+                }
+                e => tracing::warn!(%peer, reason = %e, "closing kafka connection"),
+            }
+        }
+        self.metrics.connections.dec();
+    }
+}

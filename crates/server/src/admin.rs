@@ -1,0 +1,138 @@
+//! The admin HTTP listener: `/health` and `/metrics` (Prometheus text format).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus::{Encoder, Registry, TextEncoder};
+use strata_broker::Broker;
+use tokio::net::TcpListener;
+
+/// What the admin handlers read.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    pub broker: Arc<Broker>,
+    pub registry: Registry,
+}
+
+/// Serves the admin API until the listener fails.
+pub async fn serve(listener: TcpListener, state: AdminState) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    axum::serve(listener, app).await
+}
+
+async fn health(State(state): State<AdminState>) -> impl IntoResponse {
+    let body = serde_json::json!({
+        "status": "ok",
+        "cluster_id": state.broker.cluster_id(),
+        "node_id": state.broker.node_id(),
+        "topics": state.broker.topics().len(),
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+}
+
+async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    let mut out = Vec::new();
+    let families = state.registry.gather();
+    if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+        tracing::warn!(error = %e, "encoding metrics failed");
+    }
+    let mut text = String::from_utf8(out).unwrap_or_default();
+    render_broker(&state.broker, &mut text);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// A metric family: name, type, help, and how to read its value from `T`.
+type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
+
+/// Per-topic and per-engine figures, read from the broker at scrape time. Topic and engine
+/// names contain only `[A-Za-z0-9._-]`, so they need no escaping as label values.
+fn render_broker(broker: &Broker, out: &mut String) {
+    let topics = broker.topics();
+    let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    let per_topic: [Family<strata_broker::Topic>; 5] = [
+        (
+            "strata_topic_bytes_in_total",
+            "counter",
+            "Bytes of record batches appended",
+            |t| t.metrics.bytes_in.load(Ordering::Relaxed),
+        ),
+        (
+            "strata_topic_messages_in_total",
+            "counter",
+            "Records appended",
+            |t| t.metrics.messages_in.load(Ordering::Relaxed),
+        ),
+        (
+            "strata_topic_bytes_out_total",
+            "counter",
+            "Bytes of record batches read by consumers",
+            |t| t.metrics.bytes_out.load(Ordering::Relaxed),
+        ),
+        (
+            "strata_topic_reads_total",
+            "counter",
+            "Partition reads that returned data",
+            |t| t.metrics.reads.load(Ordering::Relaxed),
+        ),
+        (
+            "strata_topic_partitions",
+            "gauge",
+            "Partitions of the topic",
+            |t| u64::from(t.partition_count()),
+        ),
+    ];
+    for (name, kind, help, value) in per_topic {
+        family(out, name, kind, help);
+        for t in &topics {
+            let _ = writeln!(out, "{name}{{topic=\"{}\"}} {}", t.name, value(t));
+        }
+    }
+    let engines = broker.engines();
+    let per_engine: [Family<strata_storage::EngineStats>; 4] = [
+        (
+            "strata_engine_shards",
+            "gauge",
+            "Shards held by the engine",
+            |s| s.shards,
+        ),
+        (
+            "strata_engine_bytes",
+            "gauge",
+            "Bytes of record batches held by the engine",
+            |s| s.bytes,
+        ),
+        (
+            "strata_engine_open_files",
+            "gauge",
+            "Files the engine holds open",
+            |s| s.open_files,
+        ),
+        (
+            "strata_engine_fsyncs_total",
+            "counter",
+            "fsync calls made by the engine",
+            |s| s.fsyncs,
+        ),
+    ];
+    let stats: Vec<_> = engines.iter().map(|(n, e)| (*n, e.stats())).collect();
+    for (name, kind, help, value) in per_engine {
+        family(out, name, kind, help);
+        for (engine, s) in &stats {
+            let _ = writeln!(out, "{name}{{engine=\"{engine}\"}} {}", value(s));
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! `strata serve` settings: built-in defaults, then a TOML file (`--config`), then flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Deserialize;
+use strata_storage::{Durability, EngineKind, Model, StorageSpec};
+
+/// Flags of `strata serve`; each overrides the same key in the config file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (keys as the flags, without `--`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where data and state are kept [default: ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Kafka listener [default: 0.0.0.0:9092]; port 0 picks a free port (logged).
+    #[arg(long)]
+    pub kafka_addr: Option<String>,
+    /// Address clients are told to use [default: the listener's, with localhost for 0.0.0.0].
+    #[arg(long)]
+    pub kafka_advertised_addr: Option<String>,
+    /// Admin HTTP listener (/health, /metrics) [default: 127.0.0.1:9644].
+    #[arg(long)]
+    pub admin_addr: Option<String>,
+    /// Log level or filter (e.g. info, debug, strata_kafka=debug) [default: info].
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// Create unknown topics on first use [default: true].
+    #[arg(long)]
+    pub auto_create_topics: Option<bool>,
+    /// Partitions of auto-created topics [default: 1].
+    #[arg(long)]
+    pub num_partitions: Option<u32>,
+    /// Storage engine of new topics without storage.engine [default: file].
+    #[arg(long)]
+    pub default_engine: Option<String>,
+    /// Storage model of new topics without storage.model [default: dedicated].
+    #[arg(long)]
+    pub default_model: Option<String>,
+    /// Durability of new topics without flush settings: os, fsync or interval:<ms> [default: os].
+    #[arg(long)]
+    pub default_durability: Option<String>,
+    /// How long a new group waits for more members before its first rebalance [default: 3000].
+    #[arg(long)]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// Largest Kafka request accepted, in bytes [default: 104857600].
+    #[arg(long)]
+    pub max_request_bytes: Option<usize>,
+}
+
+/// The same settings as read from the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    kafka_addr: Option<String>,
+    kafka_advertised_addr: Option<String>,
+    admin_addr: Option<String>,
+    log_level: Option<String>,
+    auto_create_topics: Option<bool>,
+    num_partitions: Option<u32>,
+    default_engine: Option<String>,
+    default_model: Option<String>,
+    default_durability: Option<String>,
+    group_initial_rebalance_delay_ms: Option<u64>,
+    max_request_bytes: Option<usize>,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub kafka_addr: String,
+    pub kafka_advertised_addr: Option<String>,
+    pub admin_addr: String,
+    pub log_level: String,
+    pub auto_create_topics: bool,
+    pub num_partitions: u32,
+    pub default_spec: StorageSpec,
+    pub group_initial_rebalance_delay_ms: u64,
+    pub max_request_bytes: usize,
+}
+
+impl ServeConfig {
+    /// Defaults, overridden by the file, overridden by the flags.
+    pub fn resolve(args: &ServeArgs) -> Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        macro_rules! pick {
+            ($field:ident, $default:expr) => {
+                args.$field
+                    .clone()
+                    .or(file.$field.clone())
+                    .unwrap_or_else(|| $default)
+            };
+        }
+        let engine: EngineKind = pick!(default_engine, "file".into()).parse()?;
+        let model: Model = pick!(default_model, "dedicated".into()).parse()?;
+        let durability: Durability = pick!(default_durability, "os".into()).parse()?;
+        if engine == EngineKind::Memory {
+            bail!(
+                "default-engine memory would lose every auto-created topic on restart; create memory topics explicitly with storage.engine=memory"
+            );
+        }
+        let default_spec = StorageSpec {
+            engine,
+            model,
+            durability,
+            ..StorageSpec::default()
+        };
+        default_spec.validate()?;
+        Ok(ServeConfig {
+            data_dir: pick!(data_dir, PathBuf::from("./data")),
+            kafka_addr: pick!(kafka_addr, "0.0.0.0:9092".into()),
+            kafka_advertised_addr: args
+                .kafka_advertised_addr
+                .clone()
+                .or(file.kafka_advertised_addr.clone()),
+            admin_addr: pick!(admin_addr, "127.0.0.1:9644".into()),
+            log_level: pick!(log_level, "info".into()),
+            auto_create_topics: pick!(auto_create_topics, true),
+            num_partitions: pick!(num_partitions, 1),
+            default_spec,
+            group_initial_rebalance_delay_ms: pick!(group_initial_rebalance_delay_ms, 3000),
+            max_request_bytes: pick!(max_request_bytes, strata_kafka::DEFAULT_MAX_REQUEST_BYTES),
+        })
+    }
+
+    /// The address to advertise for a listener bound at `bound`.
+    pub fn advertised(&self, bound: SocketAddr) -> Result<(String, i32)> {
+        match &self.kafka_advertised_addr {
+            Some(a) => {
+                let (host, port) = a
+                    .rsplit_once(':')
+                    .with_context(|| format!("kafka-advertised-addr {a:?} is not HOST:PORT"))?;
+                let port: u16 = port
+                    .parse()
+                    .with_context(|| format!("kafka-advertised-addr {a:?} has no valid port"))?;
+                // Port 0 in the advertised address means "the port actually bound".
+                let port = if port == 0 { bound.port() } else { port };
+                Ok((host.trim_matches(['[', ']']).to_owned(), i32::from(port)))
+            }
+            None if bound.ip().is_unspecified() => {
+                Ok(("localhost".into(), i32::from(bound.port())))
+            }
+            None => Ok((bound.ip().to_string(), i32::from(bound.port()))),
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strata.toml");
+        std::fs::write(
+            &path,
+            "kafka-addr = \"127.0.0.1:1000\"\nadmin-addr = \"127.0.0.1:2000\"\nnum-partitions = 3\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            kafka_addr: Some("127.0.0.1:0".into()),
+            ..ServeArgs::default()
+        };
+        let c = ServeConfig::resolve(&args).unwrap();
+        assert_eq!(c.kafka_addr, "127.0.0.1:0");
+        assert_eq!(c.admin_addr, "127.0.0.1:2000");
+        assert_eq!(c.num_partitions, 3);
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        let bound: SocketAddr = "0.0.0.0:4321".parse().unwrap();
+        assert_eq!(c.advertised(bound).unwrap(), ("localhost".into(), 4321));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "kafka-adress = \"x\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        assert!(ServeConfig::resolve(&args).is_err());
+        let args = ServeArgs {
+            default_durability: Some("sometimes".into()),
+            ..ServeArgs::default()
+        };
+        assert!(ServeConfig::resolve(&args).is_err());
+    }
+}

@@ -1,0 +1,88 @@
+//! `strata serve`: one node with the Kafka listener and the admin API.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use prometheus::Registry;
+use strata_broker::{Broker, BrokerConfig};
+use strata_kafka::{Kafka, KafkaConfig, KafkaMetrics};
+use tokio::net::TcpListener;
+
+use crate::admin::{self, AdminState};
+use crate::config::ServeConfig;
+
+/// Runs until SIGINT or SIGTERM, then shuts down cleanly.
+pub async fn run(config: ServeConfig) -> Result<()> {
+    let mut broker_config = BrokerConfig::new(&config.data_dir);
+    broker_config.auto_create_topics = config.auto_create_topics;
+    broker_config.num_partitions = config.num_partitions;
+    broker_config.default_spec = config.default_spec;
+    broker_config.group_initial_rebalance_delay_ms = config.group_initial_rebalance_delay_ms;
+    let broker = Broker::open(broker_config)
+        .await
+        .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+
+    let kafka_listener = TcpListener::bind(&config.kafka_addr)
+        .await
+        .with_context(|| format!("binding the Kafka listener to {}", config.kafka_addr))?;
+    let kafka_addr = kafka_listener.local_addr()?;
+    let (host, port) = config.advertised(kafka_addr)?;
+    let admin_listener = TcpListener::bind(&config.admin_addr)
+        .await
+        .with_context(|| format!("binding the admin listener to {}", config.admin_addr))?;
+    let admin_addr = admin_listener.local_addr()?;
+
+    let registry = Registry::new();
+    let metrics = KafkaMetrics::register(&registry)?;
+    let kafka = Kafka::new(
+        broker.clone(),
+        KafkaConfig {
+            advertised_host: host.clone(),
+            advertised_port: port,
+            max_request_bytes: config.max_request_bytes,
+        },
+        metrics,
+    );
+    tracing::info!(
+        kafka = %kafka_addr,
+        advertised = %format!("{host}:{port}"),
+        admin = %admin_addr,
+        data_dir = %config.data_dir.display(),
+        "strata listening"
+    );
+    let kafka_task = tokio::spawn(kafka.serve(kafka_listener));
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        AdminState {
+            broker: broker.clone(),
+            registry,
+        },
+    ));
+    let result = tokio::select! {
+        r = kafka_task => r.context("Kafka listener task")?.context("Kafka listener failed"),
+        r = admin_task => r.context("admin listener task")?.context("admin listener failed"),
+        r = shutdown_signal() => r,
+    };
+    tracing::info!("shutting down");
+    shutdown(&broker).await?;
+    result
+}
+
+async fn shutdown(broker: &Arc<Broker>) -> Result<()> {
+    broker
+        .shutdown()
+        .await
+        .context("closing the storage engines")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

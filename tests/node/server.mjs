@@ -1,0 +1,50 @@
+// Starts `strata serve` on free ports with a fresh data directory, for one test file.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+export async function startStrata() {
+  const bin = process.env.STRATA_BIN;
+  if (!bin) throw new Error('set STRATA_BIN to the strata binary');
+  const dir = mkdtempSync(join(tmpdir(), 'strata-node-'));
+  const kafkaPort = await freePort();
+  const adminPort = await freePort();
+  const proc = spawn(bin, [
+    'serve', '--data-dir', join(dir, 'data'),
+    '--kafka-addr', `127.0.0.1:${kafkaPort}`, '--admin-addr', `127.0.0.1:${adminPort}`,
+    '--group-initial-rebalance-delay-ms', '300',
+  ], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`strata did not start:\n${log}`)), 60000);
+    proc.stderr.on('data', (chunk) => {
+      log += chunk;
+      if (log.includes('strata listening')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    proc.on('exit', (code) => reject(new Error(`strata exited with ${code}:\n${log}`)));
+  });
+  return {
+    brokers: [`127.0.0.1:${kafkaPort}`],
+    async stop() {
+      proc.kill('SIGTERM');
+      await new Promise((resolve) => proc.on('exit', resolve));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

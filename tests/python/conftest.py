@@ -1,0 +1,133 @@
+"""Starts real `strata serve` processes for the client tests.
+
+Each test gets its own server on free ports with a fresh data directory. The binary comes from
+STRATA_BIN (scripts/test.sh builds it); the tests talk to it only through real clients.
+"""
+
+import os
+import pathlib
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def strata_bin():
+    path = os.environ.get("STRATA_BIN")
+    if not path:
+        target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
+        path = os.path.join(target, "release", "strata")
+    if not os.path.exists(path):
+        pytest.fail(f"strata binary not found at {path}: build it or set STRATA_BIN")
+    return path
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One `strata serve` process; restartable on the same ports and data directory."""
+
+    def __init__(self, data_dir, extra_args=()):
+        self.data_dir = str(data_dir)
+        self.extra_args = list(extra_args)
+        self.kafka_port = free_port()
+        self.admin_port = free_port()
+        self.proc = None
+        self.log = []
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def admin_url(self):
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def start(self):
+        args = [
+            strata_bin(), "serve",
+            "--data-dir", self.data_dir,
+            "--kafka-addr", f"127.0.0.1:{self.kafka_port}",
+            "--admin-addr", f"127.0.0.1:{self.admin_port}",
+            "--group-initial-rebalance-delay-ms", "300",
+            "--log-level", os.environ.get("STRATA_TEST_LOG", "info"),
+            *self.extra_args,
+        ]
+        self.proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        ready = threading.Event()
+
+        def pump(proc):
+            for line in proc.stderr:
+                self.log.append(line.rstrip("\n"))
+                if "strata listening" in line:
+                    ready.set()
+
+        threading.Thread(target=pump, args=(self.proc,), daemon=True).start()
+        deadline = time.time() + 60
+        while not ready.wait(0.1):
+            if self.proc.poll() is not None:
+                raise RuntimeError("strata exited early:\n" + "\n".join(self.log[-30:]))
+            if time.time() > deadline:
+                raise RuntimeError("strata did not start:\n" + "\n".join(self.log[-30:]))
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.proc = None
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def logs(self):
+        return "\n".join(self.log)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = Server(tmp_path / "data").start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """For tests that need their own flags."""
+    servers = []
+
+    def make(*extra):
+        s = Server(tmp_path / f"data{len(servers)}", extra).start()
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.stop()
+
+
+def unique(prefix):
+    return f"{prefix}-{os.getpid()}-{time.monotonic_ns() % 10**9}"
