@@ -22,6 +22,9 @@ fn data_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The audit is process-wide and reset per run, so the tests here take turns.
+static AUDIT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Appends 300 batches; returns how many acknowledgements found unsynced bytes.
 async fn unsynced_acks(model: Model, durability: Durability) -> usize {
     reset_sync_audit();
@@ -56,6 +59,7 @@ async fn unsynced_acks(model: Model, durability: Durability) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fsync_durability_acknowledges_only_synced_bytes() {
+    let _turn = AUDIT.lock().await;
     for model in [Model::Dedicated, Model::Shared] {
         assert_eq!(
             unsynced_acks(model, Durability::Fsync).await,
@@ -71,6 +75,7 @@ async fn fsync_durability_acknowledges_only_synced_bytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interval_durability_syncs_in_the_background() {
+    let _turn = AUDIT.lock().await;
     for model in [Model::Dedicated, Model::Shared] {
         reset_sync_audit();
         let dir = tempfile::tempdir().unwrap();
