@@ -21,7 +21,8 @@ use std::sync::Arc;
 use strata_broker::Broker;
 use tokio::net::TcpListener;
 
-pub use apis::supported_versions;
+pub use apis::{Decoded, decode_request, supported_versions};
+pub use conn::ConnError;
 pub use fetch_encode::{
     FetchedPartition, FetchedTopic, encode as encode_fetch_response, frame_bytes,
 };

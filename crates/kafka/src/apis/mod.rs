@@ -143,12 +143,34 @@ fn api_versions(version: i16, error_code: i16) -> ResponseKind {
     )
 }
 
-/// Handles one request frame; an empty frame means no response (acks=0 produce).
-pub(crate) async fn handle(
-    kafka: &Kafka,
-    frame: Bytes,
-    peer: SocketAddr,
-) -> Result<Frame, ConnError> {
+/// A request that decoded.
+#[derive(Debug)]
+pub enum Decoded {
+    /// An ApiVersions request of a version newer than served: answered with error 35.
+    NewerApiVersions {
+        /// Its correlation id.
+        correlation_id: i32,
+    },
+    /// Any other request.
+    Request {
+        /// The API.
+        api: ApiKey,
+        /// Its version.
+        version: i16,
+        /// The header.
+        header: RequestHeader,
+        /// The body.
+        request: RequestKind,
+    },
+}
+
+/// Decodes one request frame (without its size prefix), checking the API key and version
+/// against what is served before decoding the body. This is all the parsing of client bytes
+/// the front end does itself; the fuzz target `kafka_request` drives it.
+pub fn decode_request(frame: Bytes) -> Result<Decoded, ConnError> {
+    if frame.len() < 8 {
+        return Err(ConnError::Frame(crate::frame::FrameError::BadSize(frame.len() as i32)));
+    }
     let mut head = &frame[..];
     let raw_api = head.get_i16();
     let version = head.get_i16();
@@ -158,16 +180,9 @@ pub(crate) async fn handle(
         return Err(ConnError::Unsupported { api, version });
     };
     if api == ApiKey::ApiVersions && version > max {
-        // As Kafka does: error 35 in a v0 body listing what is supported, so that the client
-        // can retry with a version both sides know.
-        let body = api_versions(0, code::UNSUPPORTED_VERSION);
-        return encode_response(api, 0, correlation_id, &body);
+        return Ok(Decoded::NewerApiVersions { correlation_id });
     }
-    let served_min = if api == ApiKey::Produce {
-        PRODUCE_MIN_SERVED
-    } else {
-        min
-    };
+    let served_min = if api == ApiKey::Produce { PRODUCE_MIN_SERVED } else { min };
     if version < served_min || version > max {
         return Err(ConnError::Unsupported { api, version });
     }
@@ -177,9 +192,33 @@ pub(crate) async fn handle(
         reason: e.to_string(),
     };
     let mut buf = frame;
-    let header =
-        RequestHeader::decode(&mut buf, api.request_header_version(version)).map_err(malformed)?;
+    let header = RequestHeader::decode(&mut buf, api.request_header_version(version)).map_err(malformed)?;
     let request = RequestKind::decode(api, &mut buf, version).map_err(malformed)?;
+    Ok(Decoded::Request {
+        api,
+        version,
+        header,
+        request,
+    })
+}
+
+/// Handles one request frame; an empty frame means no response (acks=0 produce).
+pub(crate) async fn handle(kafka: &Kafka, frame: Bytes, peer: SocketAddr) -> Result<Frame, ConnError> {
+    let (api, version, header, request) = match decode_request(frame)? {
+        Decoded::NewerApiVersions { correlation_id } => {
+            // As Kafka does: error 35 in a v0 body listing what is supported, so that the
+            // client can retry with a version both sides know.
+            let body = api_versions(0, code::UNSUPPORTED_VERSION);
+            return encode_response(ApiKey::ApiVersions, 0, correlation_id, &body);
+        }
+        Decoded::Request {
+            api,
+            version,
+            header,
+            request,
+        } => (api, version, header, request),
+    };
+    let correlation_id = header.correlation_id;
     let client = Client {
         id: header
             .client_id
