@@ -42,6 +42,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests"
 cargo test --workspace --locked
 
+step "fuzz targets (briefly)"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+for target in kafka_request record_batch; do
+  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --target-dir "$cache/fuzz-target" "$target" -- \
+    -max_total_time="${STRATA_FUZZ_SECONDS:-20}" -print_final_stats=0 2>&1 | tail -1)
+done
+
 step "server build"
 cargo build --release --locked -p strata-server
 export STRATA_BIN="$CARGO_TARGET_DIR/release/strata"
