@@ -6,5 +6,6 @@
 //!
 //! Protocol load generators (`strata bench kafka|mqtt`) will live beside it.
 
+pub mod kafka;
 pub mod size;
 pub mod storage;

@@ -38,6 +38,8 @@ enum Command {
 enum BenchTarget {
     /// One storage engine configuration against raw file I/O; prints one JSON line.
     Storage(strata_bench::storage::StorageArgs),
+    /// A running node through a Kafka client, against its storage engine; prints one JSON line.
+    Kafka(strata_bench::kafka::KafkaArgs),
 }
 
 fn init_logs(filter: &str) {
@@ -66,6 +68,12 @@ fn main() -> ExitCode {
         } => {
             init_logs("warn");
             strata_bench::storage::run(args).map(drop)
+        }
+        Command::Bench {
+            target: BenchTarget::Kafka(args),
+        } => {
+            init_logs("warn");
+            strata_bench::kafka::run(args).map(drop)
         }
     };
     match result {
