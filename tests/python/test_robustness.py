@@ -6,7 +6,7 @@ import struct
 import time
 import urllib.request
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
 from conftest import unique
@@ -37,10 +37,25 @@ def test_malformed_frames_close_only_that_connection(server):
     topic = unique("survivor")
     create_topic(server.bootstrap, topic)
     produce(server.bootstrap, topic, [b"before"])
+    # A client connected throughout, before and after the bad frames.
+    watcher = Consumer({
+        "bootstrap.servers": server.bootstrap,
+        "group.id": unique("watcher"),
+        "auto.offset.reset": "earliest",
+    })
+    watcher.subscribe([topic])
+    seen = []
+    deadline = time.time() + 30
+    while not seen and time.time() < deadline:
+        m = watcher.poll(0.5)
+        if m is not None and m.error() is None:
+            seen.append(m.value())
+    assert seen == [b"before"]
     host, port = server.bootstrap.split(":")
     bad_frames = {
         "unknown API key": request(9999, 0, 1),
         "truncated Metadata": struct.pack(">i", 10) + struct.pack(">hhi", 3, 9, 2) + b"\x00\x05",
+        "huge array length": request(3, 1, 4, struct.pack(">i", 0x7FFFFFFF)),
         "oversized frame": struct.pack(">i", 1 << 30),
         "negative size": struct.pack(">i", -5),
         "Produce v2 (removed message format)": request(0, 2, 3, b"\x00" * 16),
@@ -51,12 +66,31 @@ def test_malformed_frames_close_only_that_connection(server):
         s.sendall(frame)
         assert recv_all(s) == b"", f"{name}: the server answered instead of closing"
         s.close()
-    # Everyone else carries on.
+    # Everyone else carries on, on new connections and on the one held throughout.
     produce(server.bootstrap, topic, [b"after"])
+    deadline = time.time() + 30
+    while len(seen) < 2 and time.time() < deadline:
+        m = watcher.poll(0.5)
+        if m is not None and m.error() is None:
+            seen.append(m.value())
+    watcher.close()
+    assert seen == [b"before", b"after"]
     assert [v for *_, v in consume(server.bootstrap, topic, 2)] == [b"before", b"after"]
     assert server.alive()
     assert "closing kafka connection" in server.logs()
     assert "unknown API key 9999" in server.logs()
+
+
+def test_a_second_server_on_the_same_data_directory_is_refused(server):
+    from conftest import Server
+
+    second = Server(server.data_dir)
+    try:
+        second.start()
+        raise AssertionError("a second server started on a directory in use")
+    except RuntimeError as e:
+        assert "in use by another process" in str(e)
+    assert server.alive()
 
 
 def test_unsupported_api_versions_version_gets_error_35_in_a_v0_body(server):

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
-use strata_storage::{Engine, EngineKind, Model, ShardId, StorageError};
+use parking_lot::RwLock;
+use strata_storage::{Durability, Engine, EngineKind, Model, ShardId, StorageError, StorageSpec};
 
 use crate::engines::Engines;
 use crate::groups::GroupCoordinator;
@@ -15,6 +15,9 @@ use crate::state::{STATE_TOPIC, StateLog};
 use crate::topic::{Partition, Topic, TopicMeta, TopicMetrics, parse_id};
 use crate::topic_config::TopicConfig;
 use crate::{BrokerConfig, BrokerError, Result};
+
+/// How long an empty group's committed offsets are kept (Kafka's default, 7 days).
+pub const OFFSETS_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// One group's committed offsets, by (topic, partition).
 pub(crate) type GroupOffsets = HashMap<(String, u32), CommittedOffset>;
@@ -26,18 +29,23 @@ pub struct Broker {
     pub(crate) engines: Engines,
     pub(crate) state: StateLog,
     pub(crate) topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Topic names by id.
+    pub(crate) topic_ids: RwLock<HashMap<[u8; 16], String>>,
     /// Serialises topic creation, deletion and alteration.
     pub(crate) topic_ops: tokio::sync::Mutex<()>,
     pub(crate) offsets: RwLock<HashMap<String, GroupOffsets>>,
-    pub(crate) producer_ids: Mutex<ProducerIds>,
+    pub(crate) producer_ids: tokio::sync::Mutex<ProducerIds>,
     pub(crate) groups: GroupCoordinator,
     cluster_id: String,
+    /// Held for the broker's life: one process per data directory.
+    _lock: std::fs::File,
 }
 
 impl Broker {
     /// Opens the engines, recovers the broker's state and starts background maintenance.
     pub async fn open(config: BrokerConfig) -> Result<Arc<Broker>> {
         std::fs::create_dir_all(&config.data_dir).map_err(StorageError::from)?;
+        let lock = lock_data_dir(&config.data_dir)?;
         let engines = Engines::open(&config.data_dir, &config.file_options)?;
         let state_engine = engines.for_spec(&strata_storage::StorageSpec::default())?;
         let (state, live) = StateLog::open(state_engine).await?;
@@ -55,14 +63,16 @@ impl Broker {
         let groups = GroupCoordinator::new(config.group_initial_rebalance_delay_ms);
         let broker = Arc::new(Broker {
             topics: RwLock::new(BTreeMap::new()),
+            topic_ids: RwLock::new(HashMap::new()),
             topic_ops: tokio::sync::Mutex::new(()),
             offsets: RwLock::new(HashMap::new()),
-            producer_ids: Mutex::new(producer_ids),
+            producer_ids: tokio::sync::Mutex::new(producer_ids),
             groups,
             cluster_id,
             engines,
             state,
             config,
+            _lock: lock,
         });
         broker.restore(&live).await?;
         broker.groups.restore(&broker, &live);
@@ -71,16 +81,20 @@ impl Broker {
     }
 
     async fn restore(&self, live: &BTreeMap<String, Bytes>) -> Result<()> {
+        let mut existing: HashMap<ShardId, StorageSpec> = HashMap::new();
+        for (_, engine) in self.engines.all() {
+            existing.extend(engine.shards().await?);
+        }
         let mut wanted: HashMap<ShardId, ()> = HashMap::new();
         for (key, value) in live.range("topic/".to_owned().."topic0".to_owned()) {
             let meta: TopicMeta = serde_json::from_slice(value).map_err(|e| {
                 BrokerError::config(format!("stored topic {key} is unreadable: {e}"))
             })?;
-            let topic = self.materialise(&meta).await?;
+            let topic = self.materialise(&meta, &existing).await?;
             for p in topic.partitions() {
                 wanted.insert(p.shard.clone(), ());
             }
-            self.topics.write().insert(meta.name.clone(), topic);
+            self.insert_topic(topic);
         }
         // Shards no topic owns were left by a creation or deletion cut short by a crash.
         for (_, engine) in self.engines.all() {
@@ -109,8 +123,13 @@ impl Broker {
     }
 
     /// Builds a topic from its stored description, creating any shard its engine lacks (the
-    /// memory engine loses all of them on restart).
-    pub(crate) async fn materialise(&self, meta: &TopicMeta) -> Result<Arc<Topic>> {
+    /// memory engine loses all of them on restart) and giving any existing shard whose stored
+    /// spec differs (a lost spec file) the topic's.
+    pub(crate) async fn materialise(
+        &self,
+        meta: &TopicMeta,
+        existing: &HashMap<ShardId, StorageSpec>,
+    ) -> Result<Arc<Topic>> {
         let mut default = self.config.default_spec;
         default.engine = meta
             .engine
@@ -120,15 +139,24 @@ impl Broker {
             .model
             .parse::<Model>()
             .map_err(|e| BrokerError::config(e.to_string()))?;
+        if let Some(d) = &meta.durability {
+            default.durability = d
+                .parse::<Durability>()
+                .map_err(|e| BrokerError::config(e.to_string()))?;
+        }
         let config = TopicConfig::resolve(&default, meta.overrides.clone())?;
         let engine = self.engines.for_spec(&config.spec)?;
         let name: Arc<str> = Arc::from(meta.name.as_str());
         let mut partitions = Vec::new();
         for p in 0..meta.partitions {
             let shard = ShardId::with_topic(name.clone(), p)?;
-            match engine.create_shard(&shard, &config.spec).await {
-                Ok(()) | Err(StorageError::ShardExists(_)) => {}
-                Err(e) => return Err(e.into()),
+            match existing.get(&shard) {
+                Some(spec) if *spec == config.spec => {}
+                Some(_) => engine.reconfigure(&shard, &config.spec).await?,
+                None => match engine.create_shard(&shard, &config.spec).await {
+                    Ok(()) | Err(StorageError::ShardExists(_)) => {}
+                    Err(e) => return Err(e.into()),
+                },
             }
             partitions.push(Arc::new(Partition::new(shard)));
         }
@@ -169,7 +197,37 @@ impl Broker {
                 tracing::debug!(engine = name, ?m, "maintenance");
             }
         }
-        self.snapshot_producers(now).await
+        self.snapshot_producers(now).await?;
+        self.expire_groups(now).await
+    }
+
+    /// Forgets groups nobody uses: an empty group's committed offsets once the newest is older
+    /// than [`OFFSETS_RETENTION_MS`] (Kafka's `offsets.retention.minutes`), and empty groups
+    /// without offsets.
+    async fn expire_groups(&self, now_ms: i64) -> Result<()> {
+        for group in self.groups_with_offsets() {
+            if !self.groups.describe(&group).members.is_empty() {
+                continue;
+            }
+            let newest = self
+                .committed_offsets(&group)
+                .values()
+                .map(|o| o.commit_ms)
+                .max()
+                .unwrap_or(0);
+            if now_ms - newest > OFFSETS_RETENTION_MS {
+                tracing::info!(group, "expiring the committed offsets of an empty group");
+                self.delete_group_offsets(&group).await?;
+                let _ = self.groups.delete(&group).await;
+            }
+        }
+        let with_offsets = self.groups_with_offsets();
+        for g in self.groups.list() {
+            if g.state == "Empty" && !with_offsets.contains(&g.group_id) {
+                let _ = self.groups.delete(&g.group_id).await;
+            }
+        }
+        Ok(())
     }
 
     /// Makes everything durable and closes the engines.
@@ -179,6 +237,19 @@ impl Broker {
             engine.close().await?;
         }
         Ok(())
+    }
+
+    pub(crate) fn insert_topic(&self, topic: Arc<Topic>) {
+        self.topic_ids
+            .write()
+            .insert(topic.id, topic.name.to_string());
+        self.topics.write().insert(topic.name.to_string(), topic);
+    }
+
+    pub(crate) fn remove_topic(&self, name: &str) -> Option<Arc<Topic>> {
+        let topic = self.topics.write().remove(name)?;
+        self.topic_ids.write().remove(&topic.id);
+        Some(topic)
     }
 
     /// This node's id.
@@ -208,6 +279,23 @@ impl Broker {
 
     pub(crate) fn state(&self) -> &StateLog {
         &self.state
+    }
+}
+
+/// Takes an exclusive lock on `data_dir/LOCK`: a second process on the same directory would
+/// recover and clean up underneath the first (deleting shards it is creating).
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(StorageError::from)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(BrokerError::DataDirInUse(path)),
+        Err(std::fs::TryLockError::Error(e)) => Err(StorageError::from(e).into()),
     }
 }
 

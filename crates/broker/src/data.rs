@@ -64,6 +64,19 @@ impl Broker {
                 });
             }
             let h = batch.header();
+            // Compressed records are not decompressed on the way in, but a claimed count must
+            // be possible: a record takes at least 7 bytes before compression, and no codec
+            // shrinks data more than about 5,000 times.
+            let payload = batch.len().saturating_sub(strata_record::HEADER_LEN) as u64;
+            if h.compression()
+                .is_ok_and(|c| c != strata_record::Compression::None)
+                && u64::from(h.record_count()) > payload.max(1) * 5000
+            {
+                return Err(BrokerError::InvalidRecord(format!(
+                    "batch claims {} records in {payload} compressed bytes",
+                    h.record_count()
+                )));
+            }
             if h.is_transactional() || h.is_control() {
                 return Err(BrokerError::InvalidRecord(
                     "transactional and control batches are not supported".into(),
@@ -210,24 +223,33 @@ impl Broker {
             .await
     }
 
-    /// Snapshots the producer state of every partition that changed since its last one.
+    /// Snapshots the producer state of every partition that changed since its last one, all
+    /// in one state-log write. Holds the topic lock, so that a topic deleted meanwhile does not
+    /// get its keys written back.
     pub(crate) async fn snapshot_producers(&self, now_ms: i64) -> Result<()> {
+        let _ops = self.topic_ops.lock().await;
         let topics: Vec<_> = self.topics.read().values().cloned().collect();
+        let mut changes = Vec::new();
+        let mut written = Vec::new();
         for topic in topics {
             for p in topic.partitions() {
-                let Ok(mut slot) = p.producers.try_lock() else {
-                    continue;
-                };
+                let mut slot = p.producers.lock().await;
                 if !slot.dirty {
                     continue;
                 }
                 slot.state.expire(now_ms);
-                let next = topic.engine.bounds(&p.shard).await?.next_offset;
-                slot.state.covered = next;
-                let state = slot.state.clone();
-                self.save_producers(&topic, &p, &state).await?;
+                slot.state.covered = topic.engine.bounds(&p.shard).await?.next_offset;
+                let json = serde_json::to_vec(&slot.state).expect("producer state serialises");
+                changes.push((producer_key(&topic, &p), Some(Bytes::from(json))));
                 slot.dirty = false;
+                written.push(p.clone());
             }
+        }
+        if let Err(e) = self.state().put(changes).await {
+            for p in written {
+                p.producers.lock().await.dirty = true;
+            }
+            return Err(e);
         }
         Ok(())
     }

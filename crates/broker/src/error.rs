@@ -86,6 +86,9 @@ pub enum BrokerError {
         /// Epoch received.
         got: i16,
     },
+    /// Another process holds the data directory.
+    #[error("the data directory is in use by another process (lock {} is held)", .0.display())]
+    DataDirInUse(std::path::PathBuf),
     /// Storage failed.
     #[error("storage error: {0}")]
     Storage(#[from] StorageError),

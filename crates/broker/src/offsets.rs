@@ -104,7 +104,9 @@ impl Broker {
         self.state().put(changes).await
     }
 
-    pub(crate) async fn forget_offsets_of_topic(&self, topic: &str) -> Result<()> {
+    /// Forgets every committed offset of a topic; returns the state-log changes that make it
+    /// durable, for the caller to write together with the topic's deletion.
+    pub(crate) fn forget_offsets_of_topic(&self, topic: &str) -> Vec<(String, Option<Bytes>)> {
         let mut changes = Vec::new();
         for (group, offsets) in self.offsets.write().iter_mut() {
             offsets.retain(|(t, p), _| {
@@ -115,28 +117,23 @@ impl Broker {
                 keep
             });
         }
-        self.state().put(changes).await
+        changes
     }
 
     /// A new producer id (epoch 0), never handed out before.
     pub async fn new_producer_id(&self) -> Result<i64> {
-        let reserve = {
-            let mut ids = self.producer_ids.lock();
-            if ids.next < ids.reserved_until {
-                let id = ids.next;
-                ids.next += 1;
-                return Ok(id);
-            }
-            ids.reserved_until + ID_BLOCK
-        };
-        self.state()
-            .put(vec![(
-                "producer-ids".into(),
-                Some(Bytes::from(reserve.to_string())),
-            )])
-            .await?;
-        let mut ids = self.producer_ids.lock();
-        ids.reserved_until = ids.reserved_until.max(reserve);
+        // Held across the write, so that ids past the durable reservation are never handed out.
+        let mut ids = self.producer_ids.lock().await;
+        if ids.next >= ids.reserved_until {
+            let reserve = ids.reserved_until + ID_BLOCK;
+            self.state()
+                .put(vec![(
+                    "producer-ids".into(),
+                    Some(Bytes::from(reserve.to_string())),
+                )])
+                .await?;
+            ids.reserved_until = reserve;
+        }
         let id = ids.next;
         ids.next += 1;
         Ok(id)

@@ -115,9 +115,12 @@ pub(crate) struct TopicMeta {
     pub partitions: u32,
     /// Configs set explicitly.
     pub overrides: std::collections::BTreeMap<String, String>,
-    /// Engine and model, fixed at creation even if the broker's default changes later.
+    /// Engine, model and default durability, fixed at creation even if the broker's defaults
+    /// change later.
     pub engine: String,
     pub model: String,
+    #[serde(default)]
+    pub durability: Option<String>,
 }
 
 /// Formats a topic id as Kafka prints UUIDs in logs (hex).

@@ -49,6 +49,9 @@ pub struct TopicConfig {
     pub spec: StorageSpec,
     /// Largest record batch accepted.
     pub max_message_bytes: u64,
+    /// The defaults the overrides were applied to (the broker's at the topic's creation, with
+    /// its engine, model and durability fixed then).
+    pub base: StorageSpec,
 }
 
 impl TopicConfig {
@@ -111,6 +114,7 @@ impl TopicConfig {
             overrides,
             spec,
             max_message_bytes,
+            base: *default,
         })
     }
 
@@ -146,18 +150,18 @@ impl TopicConfig {
     }
 
     fn entry_value(&self, name: &str) -> String {
-        self.describe(&StorageSpec::default())
+        self.describe()
             .into_iter()
             .find(|e| e.name == name)
             .map(|e| e.value)
             .unwrap_or_default()
     }
 
-    /// Every effective config with its source. `default` is the broker's default spec, to tell
-    /// broker-configured defaults from built-in ones.
-    pub fn describe(&self, default: &StorageSpec) -> Vec<ConfigEntry> {
+    /// Every effective config with its source: set on the topic, a broker-configured default
+    /// (differing from the built-in one), or the built-in default.
+    pub fn describe(&self) -> Vec<ConfigEntry> {
         let builtin = StorageSpec::default().to_properties();
-        let broker = default.to_properties();
+        let broker = self.base.to_properties();
         let mut out: Vec<ConfigEntry> = self
             .spec
             .to_properties()
@@ -246,7 +250,7 @@ mod tests {
         assert_eq!(c.spec.model, Model::Shared);
         assert_eq!(c.spec.durability, Durability::Fsync);
         assert_eq!(c.spec.retention.ms, Some(1000));
-        let d = c.describe(&StorageSpec::default());
+        let d = c.describe();
         let get = |n: &str| d.iter().find(|e| e.name == n).unwrap().clone();
         assert_eq!(get("storage.model").source, ConfigSource::Topic);
         assert_eq!(get("segment.bytes").source, ConfigSource::Default);

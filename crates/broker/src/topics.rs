@@ -1,6 +1,6 @@
 //! Creating, deleting, growing and reconfiguring topics.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -9,6 +9,11 @@ use strata_storage::{ShardId, StorageError, StorageSpec};
 use crate::topic::{Partition, Topic, TopicMeta, format_id};
 use crate::topic_config::{ConfigEntry, TopicConfig};
 use crate::{Broker, BrokerError, Result};
+
+fn topic_record(meta: &TopicMeta) -> (String, Option<Bytes>) {
+    let json = serde_json::to_vec(meta).expect("topic metadata serialises");
+    (format!("topic/{}", meta.name), Some(Bytes::from(json)))
+}
 
 /// Most partitions one topic may have.
 pub const MAX_PARTITIONS: u32 = 1_000_000;
@@ -47,7 +52,8 @@ impl Broker {
 
     /// A topic by id.
     pub fn topic_by_id(&self, id: &[u8; 16]) -> Option<Arc<Topic>> {
-        self.topics.read().values().find(|t| &t.id == id).cloned()
+        let name = self.topic_ids.read().get(id).cloned()?;
+        self.topic(&name)
     }
 
     /// The topic, created with the broker's defaults if it is unknown and auto-creation is on.
@@ -108,15 +114,19 @@ impl Broker {
             overrides: configs,
             engine: config.spec.engine.to_string(),
             model: config.spec.model.to_string(),
+            durability: Some(self.config.default_spec.durability.to_string()),
         };
         if validate_only {
             return self.unattached(&meta, config);
         }
         // Shards first: a crash before the topic record leaves orphan shards, which the next
         // start deletes; the other order could leave a topic without its shards.
-        let topic = self.materialise(&meta).await?;
-        self.save_topic(&meta).await?;
-        self.topics.write().insert(name.to_owned(), topic.clone());
+        let topic = self.materialise(&meta, &HashMap::new()).await?;
+        // The topic record, with any producer state a deleted topic of the same name left.
+        let mut changes = vec![topic_record(&meta)];
+        changes.extend((0..partitions).map(|p| (format!("producers/{name}/{p}"), None)));
+        self.state().put(changes).await?;
+        self.insert_topic(topic.clone());
         tracing::info!(topic = name, partitions, spec = ?config.spec, "topic created");
         Ok(topic)
     }
@@ -153,6 +163,7 @@ impl Broker {
             overrides: config.overrides,
             engine: config.spec.engine.to_string(),
             model: config.spec.model.to_string(),
+            durability: Some(config.base.durability.to_string()),
         }
     }
 
@@ -163,11 +174,14 @@ impl Broker {
             .topic(name)
             .filter(|t| !t.is_internal())
             .ok_or_else(|| BrokerError::UnknownTopic(name.to_owned()))?;
-        // The record goes first: a crash after it leaves orphan shards, deleted at start.
-        self.state()
-            .put(vec![(format!("topic/{name}"), None)])
-            .await?;
-        self.topics.write().remove(name);
+        // The topic record, its committed offsets and its producer state go in one write, first:
+        // a crash after it leaves orphan shards, which the next start deletes.
+        let mut changes = vec![(format!("topic/{name}"), None)];
+        changes
+            .extend((0..topic.partition_count()).map(|p| (format!("producers/{name}/{p}"), None)));
+        changes.extend(self.forget_offsets_of_topic(name));
+        self.state().put(changes).await?;
+        self.remove_topic(name);
         for p in topic.partitions() {
             match topic.engine.delete_shard(&p.shard).await {
                 Ok(()) | Err(StorageError::ShardNotFound(_)) => {}
@@ -175,7 +189,6 @@ impl Broker {
             }
             p.appended.notify_waiters();
         }
-        self.forget_offsets_of_topic(name).await?;
         tracing::info!(topic = name, "topic deleted");
         Ok(())
     }
@@ -201,11 +214,26 @@ impl Broker {
             return Ok(());
         }
         let spec = topic.config().spec;
-        let mut added = Vec::new();
+        let mut added: Vec<Arc<Partition>> = Vec::new();
         for p in current..count {
-            let shard = ShardId::with_topic(topic.name.clone(), p)?;
-            topic.engine.create_shard(&shard, &spec).await?;
-            added.push(Arc::new(Partition::new(shard)));
+            let created = match ShardId::with_topic(topic.name.clone(), p) {
+                Ok(shard) => topic
+                    .engine
+                    .create_shard(&shard, &spec)
+                    .await
+                    .map(|()| shard),
+                Err(e) => Err(e),
+            };
+            match created {
+                Ok(shard) => added.push(Arc::new(Partition::new(shard))),
+                Err(e) => {
+                    // Leave nothing behind that a retry would trip over.
+                    for p in &added {
+                        let _ = topic.engine.delete_shard(&p.shard).await;
+                    }
+                    return Err(e.into());
+                }
+            }
         }
         let mut meta = self.meta_of(&topic);
         meta.partitions = count;
@@ -260,7 +288,7 @@ impl Broker {
             .topic(name)
             .filter(|t| !t.is_internal())
             .ok_or_else(|| BrokerError::UnknownTopic(name.to_owned()))?;
-        Ok(topic.config().describe(&self.config.default_spec))
+        Ok(topic.config().describe())
     }
 
     /// The storage spec new topics get.

@@ -37,6 +37,7 @@ pub mod code {
     pub const MEMBER_ID_REQUIRED: i16 = 79;
     pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const INVALID_RECORD: i16 = 87;
+    pub const UNKNOWN_TOPIC_ID: i16 = 100;
 }
 
 /// The Kafka error code for a broker error.
@@ -58,6 +59,7 @@ pub fn broker_code(e: &BrokerError) -> i16 {
         BrokerError::OutOfOrderSequence { .. } => OUT_OF_ORDER_SEQUENCE_NUMBER,
         BrokerError::InvalidProducerEpoch { .. } => INVALID_PRODUCER_EPOCH,
         BrokerError::Storage(s) => storage_code(s),
+        BrokerError::DataDirInUse(_) => UNKNOWN_SERVER_ERROR,
     }
 }
 

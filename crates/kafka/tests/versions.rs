@@ -1,20 +1,15 @@
 //! Every advertised version of every API gets a response that the `kafka-protocol` crate's
 //! client side decodes: a request of each (API, version) is sent to a real listener.
 
-use std::time::Duration;
+mod common;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use common::{call, s, start};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use strata_broker::{Broker, BrokerConfig};
-use strata_kafka::{Kafka, KafkaConfig, KafkaMetrics, supported_versions};
+use kafka_protocol::protocol::StrBytes;
+use strata_kafka::supported_versions;
 use strata_record::{BatchBuilder, Compression};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_owned())
-}
+use tokio::net::TcpStream;
 
 fn batch() -> Bytes {
     let mut b = BatchBuilder::new(Compression::None);
@@ -23,8 +18,8 @@ fn batch() -> Bytes {
 }
 
 /// A request of `api` at `version` that exercises the handler against topic `t`.
-fn request(api: ApiKey, version: i16, topic_id: uuid::Uuid, n: usize) -> RequestKind {
-    let t = TopicName(s("t"));
+fn request(api: ApiKey, version: i16, topic: &str, topic_id: uuid::Uuid, n: usize) -> RequestKind {
+    let t = TopicName(s(topic));
     match api {
         ApiKey::Produce => RequestKind::Produce(
             ProduceRequest::default()
@@ -132,7 +127,7 @@ fn request(api: ApiKey, version: i16, topic_id: uuid::Uuid, n: usize) -> Request
         ),
         ApiKey::JoinGroup => RequestKind::JoinGroup(
             JoinGroupRequest::default()
-                .with_group_id(GroupId(s(&format!("join-{version}"))))
+                .with_group_id(GroupId(s(&format!("join-{n}"))))
                 .with_session_timeout_ms(10_000)
                 .with_rebalance_timeout_ms(10_000)
                 .with_protocol_type(s("consumer"))
@@ -179,7 +174,11 @@ fn request(api: ApiKey, version: i16, topic_id: uuid::Uuid, n: usize) -> Request
                 .with_timeout_ms(5000)
                 .with_topics(vec![
                     create_topics_request::CreatableTopic::default()
-                        .with_name(TopicName(s(&format!("created-{version}-{n}"))))
+                        .with_name(TopicName(s(&if topic == "t" {
+                            format!("created-{version}-{n}")
+                        } else {
+                            "t".to_owned()
+                        })))
                         .with_num_partitions(1)
                         .with_replication_factor(1),
                 ]),
@@ -213,14 +212,14 @@ fn request(api: ApiKey, version: i16, topic_id: uuid::Uuid, n: usize) -> Request
             RequestKind::DescribeConfigs(DescribeConfigsRequest::default().with_resources(vec![
                 describe_configs_request::DescribeConfigsResource::default()
                     .with_resource_type(2)
-                    .with_resource_name(s("t")),
+                    .with_resource_name(s(topic)),
             ]))
         }
         ApiKey::AlterConfigs => {
             RequestKind::AlterConfigs(AlterConfigsRequest::default().with_resources(vec![
                 alter_configs_request::AlterConfigsResource::default()
                     .with_resource_type(2)
-                    .with_resource_name(s("t"))
+                    .with_resource_name(s(topic))
                     .with_configs(vec![
                         alter_configs_request::AlterableConfig::default()
                             .with_name(s("retention.ms"))
@@ -232,7 +231,7 @@ fn request(api: ApiKey, version: i16, topic_id: uuid::Uuid, n: usize) -> Request
             IncrementalAlterConfigsRequest::default().with_resources(vec![
                 incremental_alter_configs_request::AlterConfigsResource::default()
                     .with_resource_type(2)
-                    .with_resource_name(s("t"))
+                    .with_resource_name(s(topic))
                     .with_configs(vec![
                         incremental_alter_configs_request::AlterableConfig::default()
                             .with_name(s("retention.ms"))
@@ -244,7 +243,7 @@ fn request(api: ApiKey, version: i16, topic_id: uuid::Uuid, n: usize) -> Request
         ApiKey::CreatePartitions => {
             RequestKind::CreatePartitions(CreatePartitionsRequest::default().with_topics(vec![
                 create_partitions_request::CreatePartitionsTopic::default()
-                    .with_name(TopicName(s("grow")))
+                    .with_name(TopicName(s(if topic == "t" { "grow" } else { topic })))
                     .with_count(n as i32 + 2),
             ]))
         }
@@ -255,55 +254,10 @@ fn request(api: ApiKey, version: i16, topic_id: uuid::Uuid, n: usize) -> Request
     }
 }
 
-async fn call(
-    stream: &mut TcpStream,
-    api: ApiKey,
-    version: i16,
-    corr: i32,
-    req: &RequestKind,
-) -> ResponseKind {
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(api as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(corr)
-        .with_client_id(Some(s("versions-test")))
-        .encode(&mut buf, api.request_header_version(version))
-        .unwrap();
-    req.encode(&mut buf, version).unwrap();
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    stream.write_all(&buf).await.unwrap();
-    let read = async {
-        let size = stream.read_i32().await?;
-        let mut body = BytesMut::zeroed(size as usize);
-        stream.read_exact(&mut body).await?;
-        std::io::Result::Ok(body.freeze())
-    };
-    let mut body = tokio::time::timeout(Duration::from_secs(20), read)
-        .await
-        .unwrap_or_else(|_| panic!("{api:?} v{version}: no response"))
-        .unwrap_or_else(|e| panic!("{api:?} v{version}: connection closed: {e}"));
-    let header = ResponseHeader::decode(&mut body, api.response_header_version(version)).unwrap();
-    assert_eq!(header.correlation_id, corr, "{api:?} v{version}");
-    let resp = ResponseKind::decode(api, &mut body, version)
-        .unwrap_or_else(|e| panic!("{api:?} v{version}: undecodable response: {e}"));
-    assert!(
-        !body.has_remaining(),
-        "{api:?} v{version}: {} trailing bytes",
-        body.remaining()
-    );
-    resp
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_advertised_version_is_answered() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = BrokerConfig::new(dir.path());
-    config.group_initial_rebalance_delay_ms = 10;
-    let broker = Broker::open(config).await.unwrap();
+    let (broker, addr, _dir) = start().await;
     let topic = broker
         .create_topic("t", 2, Default::default(), false)
         .await
@@ -312,18 +266,6 @@ async fn every_advertised_version_is_answered() {
         .create_topic("grow", 1, Default::default(), false)
         .await
         .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let kafka = Kafka::new(
-        broker.clone(),
-        KafkaConfig {
-            advertised_host: "127.0.0.1".into(),
-            advertised_port: i32::from(addr.port()),
-            max_request_bytes: 1 << 20,
-        },
-        KafkaMetrics::unregistered(),
-    );
-    tokio::spawn(kafka.serve(listener));
     let topic_id = uuid::Uuid::from_bytes(topic.id);
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut corr = 0;
@@ -338,7 +280,7 @@ async fn every_advertised_version_is_answered() {
                 api,
                 version,
                 corr,
-                &request(api, version, topic_id, n),
+                &request(api, version, "t", topic_id, n),
             )
             .await;
             if let ResponseKind::Fetch(f) = &resp {
@@ -354,6 +296,24 @@ async fn every_advertised_version_is_answered() {
                     "Produce v{version}"
                 );
             }
+        }
+    }
+    // Error responses carry fields of their own in some versions: every version of every API
+    // once more, aimed at a topic that does not exist (or, for CreateTopics, one that does).
+    let missing_id = uuid::Uuid::from_u128(42);
+    for (api, min, max) in supported_versions() {
+        let min = if api == ApiKey::Produce { 3 } else { min };
+        for version in min..=max {
+            corr += 1;
+            n += 1;
+            call(
+                &mut stream,
+                api,
+                version,
+                corr,
+                &request(api, version, "missing", missing_id, n),
+            )
+            .await;
         }
     }
 }

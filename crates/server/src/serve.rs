@@ -13,15 +13,8 @@ use crate::config::ServeConfig;
 
 /// Runs until SIGINT or SIGTERM, then shuts down cleanly.
 pub async fn run(config: ServeConfig) -> Result<()> {
-    let mut broker_config = BrokerConfig::new(&config.data_dir);
-    broker_config.auto_create_topics = config.auto_create_topics;
-    broker_config.num_partitions = config.num_partitions;
-    broker_config.default_spec = config.default_spec;
-    broker_config.group_initial_rebalance_delay_ms = config.group_initial_rebalance_delay_ms;
-    let broker = Broker::open(broker_config)
-        .await
-        .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
-
+    // Listeners first: a node that cannot bind its ports must fail before it touches the
+    // data directory.
     let kafka_listener = TcpListener::bind(&config.kafka_addr)
         .await
         .with_context(|| format!("binding the Kafka listener to {}", config.kafka_addr))?;
@@ -31,6 +24,15 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         .await
         .with_context(|| format!("binding the admin listener to {}", config.admin_addr))?;
     let admin_addr = admin_listener.local_addr()?;
+
+    let mut broker_config = BrokerConfig::new(&config.data_dir);
+    broker_config.auto_create_topics = config.auto_create_topics;
+    broker_config.num_partitions = config.num_partitions;
+    broker_config.default_spec = config.default_spec;
+    broker_config.group_initial_rebalance_delay_ms = config.group_initial_rebalance_delay_ms;
+    let broker = Broker::open(broker_config)
+        .await
+        .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
 
     let registry = Registry::new();
     let metrics = KafkaMetrics::register(&registry)?;
@@ -50,8 +52,8 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         data_dir = %config.data_dir.display(),
         "strata listening"
     );
-    let kafka_task = tokio::spawn(kafka.serve(kafka_listener));
-    let admin_task = tokio::spawn(admin::serve(
+    let mut kafka_task = tokio::spawn(kafka.serve(kafka_listener));
+    let mut admin_task = tokio::spawn(admin::serve(
         admin_listener,
         AdminState {
             broker: broker.clone(),
@@ -59,11 +61,15 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         },
     ));
     let result = tokio::select! {
-        r = kafka_task => r.context("Kafka listener task")?.context("Kafka listener failed"),
-        r = admin_task => r.context("admin listener task")?.context("admin listener failed"),
+        r = &mut kafka_task => r.context("Kafka listener task")?.context("Kafka listener failed"),
+        r = &mut admin_task => r.context("admin listener task")?.context("admin listener failed"),
         r = shutdown_signal() => r,
     };
     tracing::info!("shutting down");
+    // Stop taking connections before the engines close; requests in flight on open
+    // connections then fail cleanly with "engine is closed".
+    kafka_task.abort();
+    admin_task.abort();
     shutdown(&broker).await?;
     result
 }

@@ -26,6 +26,9 @@ pub(super) struct Shared {
     pub groups: Mutex<HashMap<String, Group>>,
     broker: OnceLock<Weak<Broker>>,
     writer: Writer,
+    /// The running join and sync timer of each group: a new one replaces (aborts) the old, so
+    /// that rebalance timers with long client timeouts do not pile up.
+    phase_timers: Mutex<HashMap<(String, bool), tokio::task::AbortHandle>>,
 }
 
 /// What a request left to do once the lock is released.
@@ -43,6 +46,7 @@ impl Shared {
             groups: Mutex::new(HashMap::new()),
             broker: OnceLock::new(),
             writer: Writer::default(),
+            phase_timers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -106,37 +110,61 @@ impl Shared {
     fn start(self: &Arc<Self>, group_id: &str, timer: Timer) {
         let weak = Arc::downgrade(self);
         let group_id = group_id.to_owned();
-        tokio::spawn(async move {
-            match timer {
-                Timer::Join { token, after } => {
-                    tokio::time::sleep(after).await;
-                    fire(&weak, &group_id, |g, cx| g.on_join_timer(token, cx)).await;
-                }
-                Timer::Sync { generation, after } => {
-                    tokio::time::sleep(after).await;
-                    fire(&weak, &group_id, |g, cx| g.on_sync_timer(generation, cx)).await;
-                }
-                Timer::Pending { member_id, after } => {
-                    tokio::time::sleep(after).await;
-                    fire(&weak, &group_id, |g, cx| g.on_pending_timer(&member_id, cx)).await;
-                }
-                Timer::Session {
-                    member_id,
-                    incarnation,
-                    mut at,
-                } => loop {
-                    tokio::time::sleep_until(at.into()).await;
-                    let next = fire(&weak, &group_id, |g, cx| {
-                        g.on_session_timer(&member_id, incarnation, cx)
-                    })
-                    .await;
-                    match next.flatten() {
-                        Some(later) => at = later,
-                        None => return,
+        let phase = match &timer {
+            Timer::Join { .. } => Some((group_id.clone(), true)),
+            Timer::Sync { .. } => Some((group_id.clone(), false)),
+            _ => None,
+        };
+        let task = tokio::spawn({
+            let phase = phase.clone();
+            async move {
+                match timer {
+                    Timer::Join { token, after } => {
+                        tokio::time::sleep(after).await;
+                        fire(&weak, &group_id, |g, cx| g.on_join_timer(token, cx)).await;
                     }
-                },
+                    Timer::Sync { generation, after } => {
+                        tokio::time::sleep(after).await;
+                        fire(&weak, &group_id, |g, cx| g.on_sync_timer(generation, cx)).await;
+                    }
+                    Timer::Pending { member_id, after } => {
+                        tokio::time::sleep(after).await;
+                        fire(&weak, &group_id, |g, cx| g.on_pending_timer(&member_id, cx)).await;
+                    }
+                    Timer::Session {
+                        member_id,
+                        incarnation,
+                        mut at,
+                    } => loop {
+                        tokio::time::sleep_until(at.into()).await;
+                        let next = fire(&weak, &group_id, |g, cx| {
+                            g.on_session_timer(&member_id, incarnation, cx)
+                        })
+                        .await;
+                        match next.flatten() {
+                            Some(later) => at = later,
+                            None => return,
+                        }
+                    },
+                }
+                if let (Some(key), Some(shared)) = (phase, weak.upgrade()) {
+                    let mut timers = shared.phase_timers.lock();
+                    if timers
+                        .get(&key)
+                        .is_some_and(|h| h.id() == tokio::task::id())
+                    {
+                        timers.remove(&key);
+                    }
+                }
             }
         });
+        // A later join (or sync) timer of a group supersedes the earlier one, whose token or
+        // generation is stale anyway.
+        if let Some(key) = phase
+            && let Some(old) = self.phase_timers.lock().insert(key, task.abort_handle())
+        {
+            old.abort();
+        }
     }
 
     pub fn restore(self: &Arc<Self>, broker: &Arc<Broker>, live: &BTreeMap<String, Bytes>) {

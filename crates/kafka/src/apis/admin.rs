@@ -87,7 +87,7 @@ pub(super) async fn create_topics(
                         n => *n as u32,
                     }) as i32;
                     out.replication_factor = 1;
-                    let entries = topic.config().describe(&broker.default_spec());
+                    let entries = topic.config().describe();
                     out.configs = Some(
                         entries
                             .into_iter()
@@ -130,6 +130,7 @@ pub(super) async fn delete_topics(
     wanted.extend(req.topics.into_iter().map(|t| (t.name, t.topic_id)));
     let mut responses = Vec::new();
     for (name, id) in wanted {
+        let name_given = name.is_some();
         let resolved = match &name {
             Some(n) => Some(n.0.as_str().to_owned()),
             None => broker
@@ -141,7 +142,8 @@ pub(super) async fn delete_topics(
             out.topic_id = id;
         }
         match resolved {
-            None => out.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
+            None if name_given => out.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
+            None => out.error_code = code::UNKNOWN_TOPIC_ID,
             Some(n) => {
                 if let Err(e) = broker.delete_topic(&n).await {
                     out.error_code = broker_code(&e);

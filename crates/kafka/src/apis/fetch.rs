@@ -27,6 +27,8 @@ struct Wanted {
 }
 
 struct WantedTopic {
+    /// Named by id (v13+).
+    by_id: bool,
     name: String,
     id: [u8; 16],
     partitions: Vec<Wanted>,
@@ -60,6 +62,7 @@ pub(super) async fn handle(
             }
             .filter(|t| !t.is_internal());
             WantedTopic {
+                by_id: version >= 13,
                 name: topic
                     .as_ref()
                     .map_or_else(|| t.topic.0.as_str().to_owned(), |t| t.name.to_string()),
@@ -99,7 +102,13 @@ pub(super) async fn handle(
             w.as_mut().enable();
         }
         let (fetched, total, failed) = read_all(kafka, &topics, max_bytes).await;
-        if total >= min_bytes.max(1) || failed || Instant::now() >= deadline || waits.is_empty() {
+        // min_bytes 0 answers at once, even with nothing to return.
+        if total >= min_bytes.max(1)
+            || min_bytes == 0
+            || failed
+            || Instant::now() >= deadline
+            || waits.is_empty()
+        {
             return encode(version, correlation_id, 0, code::NONE, &fetched);
         }
         tokio::select! {
@@ -129,7 +138,11 @@ async fn read_all(
                 records: ReadChunk::default(),
             };
             let Some((topic, part)) = &w.target else {
-                p.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
+                p.error_code = if t.by_id {
+                    code::UNKNOWN_TOPIC_ID
+                } else {
+                    code::UNKNOWN_TOPIC_OR_PARTITION
+                };
                 failed = true;
                 partitions.push(p);
                 continue;
@@ -147,8 +160,12 @@ async fn read_all(
                 Ok(chunk) => {
                     p.high_watermark = chunk.bounds.next_offset as i64;
                     p.log_start_offset = chunk.bounds.log_start as i64;
-                    total += chunk.len;
-                    p.records = chunk;
+                    // Only the first partition with data may exceed the budget (KIP-74), with
+                    // its first batch; later ones that do not fit return nothing this time.
+                    if total == 0 || total + chunk.len <= max_bytes {
+                        total += chunk.len;
+                        p.records = chunk;
+                    }
                 }
                 Err(e) => {
                     p.error_code = broker_code(&e);

@@ -79,9 +79,13 @@ pub(super) async fn metadata(
                 Some(name) => broker
                     .topic(name.0.as_str())
                     .ok_or_else(|| BrokerError::UnknownTopic(name.0.as_str().to_owned())),
-                None => broker
-                    .topic_by_id(t.topic_id.as_bytes())
-                    .ok_or_else(|| BrokerError::UnknownTopic(t.topic_id.to_string())),
+                None => match broker.topic_by_id(t.topic_id.as_bytes()) {
+                    Some(topic) => Ok(topic),
+                    None => {
+                        out.push(error_topic(None, t.topic_id, code::UNKNOWN_TOPIC_ID));
+                        continue;
+                    }
+                },
             };
             out.push(match found {
                 Ok(topic) if !topic.is_internal() => describe(kafka, version, &topic, ops),

@@ -159,8 +159,8 @@ pub enum Decoded {
         version: i16,
         /// The header.
         header: RequestHeader,
-        /// The body.
-        request: RequestKind,
+        /// The body (boxed: request bodies are large).
+        request: Box<RequestKind>,
     },
 }
 
@@ -169,7 +169,9 @@ pub enum Decoded {
 /// the front end does itself; the fuzz target `kafka_request` drives it.
 pub fn decode_request(frame: Bytes) -> Result<Decoded, ConnError> {
     if frame.len() < 8 {
-        return Err(ConnError::Frame(crate::frame::FrameError::BadSize(frame.len() as i32)));
+        return Err(ConnError::Frame(crate::frame::FrameError::BadSize(
+            frame.len() as i32,
+        )));
     }
     let mut head = &frame[..];
     let raw_api = head.get_i16();
@@ -182,7 +184,11 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, ConnError> {
     if api == ApiKey::ApiVersions && version > max {
         return Ok(Decoded::NewerApiVersions { correlation_id });
     }
-    let served_min = if api == ApiKey::Produce { PRODUCE_MIN_SERVED } else { min };
+    let served_min = if api == ApiKey::Produce {
+        PRODUCE_MIN_SERVED
+    } else {
+        min
+    };
     if version < served_min || version > max {
         return Err(ConnError::Unsupported { api, version });
     }
@@ -192,18 +198,23 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, ConnError> {
         reason: e.to_string(),
     };
     let mut buf = frame;
-    let header = RequestHeader::decode(&mut buf, api.request_header_version(version)).map_err(malformed)?;
+    let header =
+        RequestHeader::decode(&mut buf, api.request_header_version(version)).map_err(malformed)?;
     let request = RequestKind::decode(api, &mut buf, version).map_err(malformed)?;
     Ok(Decoded::Request {
         api,
         version,
         header,
-        request,
+        request: Box::new(request),
     })
 }
 
 /// Handles one request frame; an empty frame means no response (acks=0 produce).
-pub(crate) async fn handle(kafka: &Kafka, frame: Bytes, peer: SocketAddr) -> Result<Frame, ConnError> {
+pub(crate) async fn handle(
+    kafka: &Kafka,
+    frame: Bytes,
+    peer: SocketAddr,
+) -> Result<Frame, ConnError> {
     let (api, version, header, request) = match decode_request(frame)? {
         Decoded::NewerApiVersions { correlation_id } => {
             // As Kafka does: error 35 in a v0 body listing what is supported, so that the
@@ -227,7 +238,7 @@ pub(crate) async fn handle(kafka: &Kafka, frame: Bytes, peer: SocketAddr) -> Res
             .unwrap_or_default(),
         host: peer.ip().to_string(),
     };
-    let body = match request {
+    let body = match *request {
         RequestKind::ApiVersions(_) => api_versions(version, code::NONE),
         RequestKind::Produce(r) => match produce::handle(kafka, version, r).await {
             Some(resp) => ResponseKind::Produce(resp),

@@ -96,12 +96,9 @@ pub(super) async fn init_producer_id(
     if req.transactional_id.is_some() {
         return resp.with_error_code(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
     }
-    // KIP-360: a producer that knows its id asks for the next epoch after a fatal error.
-    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
-        return resp
-            .with_producer_id(req.producer_id)
-            .with_producer_epoch(req.producer_epoch + 1);
-    }
+    // Without a transactional id every request gets a fresh id: bumping the epoch of an id the
+    // client names (KIP-360) would let any client fence any other producer.
+    let _ = (req.producer_id, req.producer_epoch);
     match kafka.broker.new_producer_id().await {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => resp.with_error_code(broker_code(&e)),
