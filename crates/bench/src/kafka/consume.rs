@@ -49,6 +49,7 @@ fn consumer(plan: &Plan, group: &str) -> Result<BaseConsumer> {
     ClientConfig::new()
         .set("bootstrap.servers", &plan.args.bootstrap)
         .set("client.id", "strata-bench-consumer")
+        .set("socket.nagle.disable", "true")
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

@@ -131,6 +131,7 @@ impl Producer {
         config
             .set("bootstrap.servers", &a.bootstrap)
             .set("client.id", "strata-bench-producer")
+            .set("socket.nagle.disable", "true")
             .set("acks", a.acks.as_str())
             .set("linger.ms", a.linger_ms.to_string())
             .set("batch.size", a.batch_size.to_string())
