@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Prints the storage benchmark results in a JSONL file as Markdown tables.
+"""Prints the benchmark results in a JSONL file as Markdown tables: one table for the storage
+benchmark's lines and one for `strata bench kafka`'s, if the file holds them.
 
     scripts/bench-report.py RESULTS.jsonl            one row per line, in file order
     scripts/bench-report.py --median RESULTS.jsonl   one row per label: the median of each column
@@ -34,14 +35,35 @@ NUMERIC = ["mb_per_s", "appends_per_s", "reads_per_s", "records_per_s", "p50_us"
            "raw_mb_per_s", "ratio", "rss_bytes_per_shard", "open_ms"]
 
 
-def median_rows(rows):
+def ms(v):
+    return fmt(None if v is None else v / 1000.0, 2)
+
+
+KAFKA_COLUMNS = [
+    ("case", lambda d: d["label"]),
+    ("msgs/s", lambda d: fmt(d["msgs_per_s"])),
+    ("MB/s", lambda d: fmt(d["mb_per_s"], 1)),
+    ("rate asked", lambda d: fmt(d["rate_target"])),
+    ("latency of", lambda d: d["latency_of"] or "—"),
+    ("p50 ms", lambda d: ms(d["p50_us"])),
+    ("p99 ms", lambda d: ms(d["p99_us"])),
+    ("p999 ms", lambda d: ms(d["p999_us"])),
+    ("engine MB/s", lambda d: fmt(d["engine_mb_per_s"], 1)),
+    ("ratio", lambda d: fmt(d["ratio"], 2)),
+]
+
+KAFKA_NUMERIC = ["msgs_per_s", "mb_per_s", "rate_target", "p50_us", "p99_us", "p999_us",
+                 "engine_mb_per_s", "ratio"]
+
+
+def median_rows(rows, numeric):
     by_label = {}
     for d in rows:
         by_label.setdefault(d["label"], []).append(d)
     out = []
     for label, group in by_label.items():
         m = dict(group[0])
-        for k in NUMERIC:
+        for k in numeric:
             vals = [g[k] for g in group if g.get(k) is not None]
             m[k] = statistics.median(vals) if vals else None
         m["label"] = f"{label} (median of {len(group)})"
@@ -54,12 +76,23 @@ def main():
     median = "--median" in args
     path = [a for a in args if not a.startswith("--")][0]
     rows = [json.loads(line) for line in open(path) if line.strip()]
-    if median:
-        rows = median_rows(rows)
-    print("| " + " | ".join(c for c, _ in COLUMNS) + " |")
-    print("|" + "---|" * len(COLUMNS))
-    for d in rows:
-        print("| " + " | ".join(f(d) for _, f in COLUMNS) + " |")
+    tables = [
+        ([d for d in rows if d.get("bench") != "kafka"], COLUMNS, NUMERIC),
+        ([d for d in rows if d.get("bench") == "kafka"], KAFKA_COLUMNS, KAFKA_NUMERIC),
+    ]
+    first = True
+    for some, columns, numeric in tables:
+        if not some:
+            continue
+        if median:
+            some = median_rows(some, numeric)
+        if not first:
+            print()
+        first = False
+        print("| " + " | ".join(c for c, _ in columns) + " |")
+        print("|" + "---|" * len(columns))
+        for d in some:
+            print("| " + " | ".join(f(d) for _, f in columns) + " |")
 
 
 if __name__ == "__main__":

@@ -59,7 +59,8 @@ step "Kafka clients against strata serve (confluent-kafka, kafka-python, aiokafk
 step "Kafka clients against strata serve (kafkajs)"
 (cd tests/node && npm test --silent)
 
-step "storage benchmark smoke run"
+step "benchmark smoke runs (storage, Kafka)"
 scripts/bench-storage.sh --quick "$cache/bench-smoke.jsonl"
+scripts/bench-kafka.sh "$cache/bench-kafka-smoke.jsonl" --quick
 
 step "all tests passed"
