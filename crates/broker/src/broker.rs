@@ -11,7 +11,7 @@ use strata_storage::{Durability, Engine, EngineKind, Model, ShardId, StorageErro
 use crate::engines::Engines;
 use crate::groups::GroupCoordinator;
 use crate::offsets::{CommittedOffset, ProducerIds};
-use crate::state::{STATE_TOPIC, StateLog};
+use crate::state::{INTERNAL_PREFIX, StateLog};
 use crate::topic::{Partition, Topic, TopicMeta, TopicMetrics, parse_id};
 use crate::topic_config::TopicConfig;
 use crate::{BrokerConfig, BrokerError, Result};
@@ -99,7 +99,7 @@ impl Broker {
         // Shards no topic owns were left by a creation or deletion cut short by a crash.
         for (_, engine) in self.engines.all() {
             for (shard, _) in engine.shards().await? {
-                if shard.topic() != STATE_TOPIC && !wanted.contains_key(&shard) {
+                if !shard.topic().starts_with(INTERNAL_PREFIX) && !wanted.contains_key(&shard) {
                     tracing::warn!(%shard, "deleting a shard that belongs to no topic");
                     engine.delete_shard(&shard).await?;
                 }
@@ -275,6 +275,24 @@ impl Broker {
     /// Every engine, for metrics.
     pub fn engines(&self) -> Vec<(&'static str, Arc<dyn Engine>)> {
         self.engines.all()
+    }
+
+    /// Durable keys of a front end (for example `mqtt/…`) starting with `prefix`, in order.
+    /// Front ends keep their small durable state (sessions, retained messages) here; keys
+    /// that the broker itself uses (`topic/`, `offset/`, `group/`, …) must not be touched.
+    pub async fn state_scan(&self, prefix: &str) -> Vec<(String, Bytes)> {
+        self.state.scan(prefix).await
+    }
+
+    /// Durably sets (`Some`) or deletes (`None`) front-end keys, atomically, with fsync.
+    pub async fn state_put(&self, changes: Vec<(String, Option<Bytes>)>) -> Result<()> {
+        self.state.put(changes).await
+    }
+
+    /// The engine for a front end's internal shards. Their topic names must start with
+    /// [`INTERNAL_PREFIX`] so that recovery keeps them although no topic owns them.
+    pub fn internal_engine(&self, spec: &StorageSpec) -> Result<Arc<dyn Engine>> {
+        self.engines.for_spec(spec)
     }
 
     pub(crate) fn state(&self) -> &StateLog {

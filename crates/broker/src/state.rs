@@ -19,6 +19,10 @@ use crate::Result;
 /// Name of the internal shard (topic names starting with `__` are reserved).
 pub const STATE_TOPIC: &str = "__strata_state";
 
+/// Topic names of shards that belong to the node itself rather than to a topic: the state log
+/// and the front ends' internal shards (MQTT session queues). Recovery keeps them.
+pub const INTERNAL_PREFIX: &str = "__strata";
+
 /// Compact once the log holds this much more than twice the live state.
 const COMPACT_SLACK: u64 = 16 << 20;
 /// Records per batch when writing many keys.
@@ -103,6 +107,17 @@ impl StateLog {
     /// The current value of a key.
     pub async fn get(&self, key: &str) -> Option<Bytes> {
         self.inner.lock().await.live.get(key).cloned()
+    }
+
+    /// Every live key starting with `prefix`, with its value, in key order.
+    pub async fn scan(&self, prefix: &str) -> Vec<(String, Bytes)> {
+        let inner = self.inner.lock().await;
+        inner
+            .live
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// Durably sets (`Some`) or deletes (`None`) keys, all in one atomic batch.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Deserialize;
+use strata_mqtt::{MapRule, MqttConfig};
 use strata_storage::{Durability, EngineKind, Model, StorageSpec};
 
 /// Flags of `strata serve`; each overrides the same key in the config file.
@@ -50,6 +51,46 @@ pub struct ServeArgs {
     /// Largest Kafka request accepted, in bytes [default: 104857600].
     #[arg(long)]
     pub max_request_bytes: Option<usize>,
+    /// MQTT listener (TCP) [default: 0.0.0.0:1883]; `off` for none.
+    #[arg(long)]
+    pub mqtt_addr: Option<String>,
+    /// MQTT over WebSocket listener, path /mqtt [default: off].
+    #[arg(long)]
+    pub mqtt_ws_addr: Option<String>,
+    /// MQTT users and ACL file (see the README) [default: none: anyone may do anything].
+    #[arg(long)]
+    pub mqtt_auth: Option<PathBuf>,
+    /// Store MQTT publishes matching FILTER in the storage topic TOPIC (FILTER=TOPIC);
+    /// repeatable, first match wins. Adds to the rules of the config file.
+    #[arg(long = "mqtt-map", value_name = "FILTER=TOPIC")]
+    pub mqtt_map: Vec<MapRule>,
+    /// MQTT Receive Maximum: QoS 2 publishes a client may leave unreleased [default: 1024].
+    #[arg(long)]
+    pub mqtt_receive_maximum: Option<u16>,
+    /// Largest MQTT packet accepted, in bytes [default: 1048576].
+    #[arg(long)]
+    pub mqtt_max_packet_size: Option<u32>,
+    /// Cap on MQTT keep alive in seconds; 0 for none [default: 0].
+    #[arg(long)]
+    pub mqtt_max_keep_alive: Option<u16>,
+    /// MQTT Topic Alias Maximum for client-to-server aliases [default: 16].
+    #[arg(long)]
+    pub mqtt_topic_alias_max: Option<u16>,
+}
+
+/// The `[mqtt]` table of the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct MqttFile {
+    addr: Option<String>,
+    ws_addr: Option<String>,
+    auth: Option<PathBuf>,
+    #[serde(default)]
+    map: Vec<MapRule>,
+    receive_maximum: Option<u16>,
+    max_packet_size: Option<u32>,
+    max_keep_alive: Option<u16>,
+    topic_alias_max: Option<u16>,
 }
 
 /// The same settings as read from the TOML file.
@@ -68,6 +109,21 @@ struct FileConfig {
     default_durability: Option<String>,
     group_initial_rebalance_delay_ms: Option<u64>,
     max_request_bytes: Option<usize>,
+    #[serde(default)]
+    mqtt: MqttFile,
+}
+
+/// Resolved MQTT settings.
+#[derive(Debug, Clone)]
+pub struct MqttSettings {
+    /// TCP listener, if any.
+    pub addr: Option<String>,
+    /// WebSocket listener, if any.
+    pub ws_addr: Option<String>,
+    /// Users and ACL file, if any.
+    pub auth: Option<PathBuf>,
+    /// Protocol settings and mapping rules.
+    pub config: MqttConfig,
 }
 
 /// Resolved settings.
@@ -83,6 +139,7 @@ pub struct ServeConfig {
     pub default_spec: StorageSpec,
     pub group_initial_rebalance_delay_ms: u64,
     pub max_request_bytes: usize,
+    pub mqtt: MqttSettings,
 }
 
 impl ServeConfig {
@@ -115,7 +172,9 @@ impl ServeConfig {
             ..StorageSpec::default()
         };
         default_spec.validate()?;
+        let mqtt = resolve_mqtt(args, &file.mqtt)?;
         Ok(ServeConfig {
+            mqtt,
             data_dir: pick!(data_dir, PathBuf::from("./data")),
             kafka_addr: pick!(kafka_addr, "0.0.0.0:9092".into()),
             kafka_advertised_addr: args
@@ -152,6 +211,47 @@ impl ServeConfig {
             None => Ok((bound.ip().to_string(), i32::from(bound.port()))),
         }
     }
+}
+
+fn resolve_mqtt(args: &ServeArgs, file: &MqttFile) -> Result<MqttSettings> {
+    let listener = |flag: &Option<String>, key: &Option<String>, default: Option<&str>| {
+        let v = flag.clone().or(key.clone()).or(default.map(str::to_owned));
+        v.filter(|a| a != "off" && !a.is_empty())
+    };
+    let defaults = MqttConfig::default();
+    let mut map = file.map.clone();
+    for rule in &map {
+        rule.check()
+            .map_err(|e| anyhow::anyhow!("mqtt.map in the config file: {e}"))?;
+    }
+    map.extend(args.mqtt_map.iter().cloned());
+    Ok(MqttSettings {
+        addr: listener(&args.mqtt_addr, &file.addr, Some("0.0.0.0:1883")),
+        ws_addr: listener(&args.mqtt_ws_addr, &file.ws_addr, None),
+        auth: args.mqtt_auth.clone().or(file.auth.clone()),
+        config: MqttConfig {
+            receive_maximum: args
+                .mqtt_receive_maximum
+                .or(file.receive_maximum)
+                .unwrap_or(defaults.receive_maximum)
+                .max(1),
+            max_packet_size: args
+                .mqtt_max_packet_size
+                .or(file.max_packet_size)
+                .unwrap_or(defaults.max_packet_size)
+                .max(64),
+            max_keep_alive: args
+                .mqtt_max_keep_alive
+                .or(file.max_keep_alive)
+                .unwrap_or(defaults.max_keep_alive),
+            topic_alias_max: args
+                .mqtt_topic_alias_max
+                .or(file.topic_alias_max)
+                .unwrap_or(defaults.topic_alias_max),
+            map,
+            ..defaults
+        },
+    })
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -202,5 +302,32 @@ mod tests {
             ..ServeArgs::default()
         };
         assert!(ServeConfig::resolve(&args).is_err());
+    }
+
+    #[test]
+    fn mqtt_settings_from_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strata.toml");
+        std::fs::write(
+            &path,
+            "[mqtt]\nws-addr = \"127.0.0.1:8083\"\nauth = \"users.toml\"\nreceive-maximum = 10\n\n[[mqtt.map]]\nfilter = \"sensors/#\"\ntopic = \"sensors\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            mqtt_addr: Some("off".into()),
+            mqtt_map: vec!["alerts/+=alerts".parse().unwrap()],
+            ..ServeArgs::default()
+        };
+        let c = ServeConfig::resolve(&args).unwrap();
+        assert_eq!(c.mqtt.addr, None);
+        assert_eq!(c.mqtt.ws_addr.as_deref(), Some("127.0.0.1:8083"));
+        assert_eq!(c.mqtt.auth, Some(PathBuf::from("users.toml")));
+        assert_eq!(c.mqtt.config.receive_maximum, 10);
+        let rules: Vec<String> = c.mqtt.config.map.iter().map(|r| r.to_string()).collect();
+        assert_eq!(rules, ["sensors/#=sensors", "alerts/+=alerts"]);
+        let c = ServeConfig::resolve(&ServeArgs::default()).unwrap();
+        assert_eq!(c.mqtt.addr.as_deref(), Some("0.0.0.0:1883"));
+        assert_eq!(c.mqtt.ws_addr, None);
     }
 }

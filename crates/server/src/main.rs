@@ -23,15 +23,28 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a node: the Kafka listener and the admin API, embedded storage, no external service.
+    /// Run a node: Kafka and MQTT listeners and the admin API, embedded storage, no external
+    /// service.
     Serve(config::ServeArgs),
     /// Create, list, describe, delete and alter topics on a running node.
     Topic(cli::TopicArgs),
+    /// MQTT tools.
+    Mqtt {
+        #[command(subcommand)]
+        command: MqttCommand,
+    },
     /// Measure Strata's parts on this machine.
     Bench {
         #[command(subcommand)]
         target: BenchTarget,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum MqttCommand {
+    /// Read a password from standard input (one line) and print its argon2 hash for the
+    /// `password` field of an MQTT auth file.
+    Passwd,
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +76,9 @@ fn main() -> ExitCode {
             init_logs("warn");
             runtime().and_then(|rt| rt.block_on(cli::run(args)))
         }
+        Command::Mqtt {
+            command: MqttCommand::Passwd,
+        } => passwd(),
         Command::Bench {
             target: BenchTarget::Storage(args),
         } => {
@@ -83,6 +99,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn passwd() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        anyhow::bail!("empty password on standard input");
+    }
+    println!("{}", strata_mqtt::hash_password(password)?);
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -1,4 +1,4 @@
-//! `strata serve`: one node with the Kafka listener and the admin API.
+//! `strata serve`: one node with the Kafka and MQTT listeners and the admin API.
 
 use std::sync::Arc;
 
@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use prometheus::Registry;
 use strata_broker::{Broker, BrokerConfig};
 use strata_kafka::{Kafka, KafkaConfig, KafkaMetrics};
+use strata_mqtt::{Auth, Mqtt};
 use tokio::net::TcpListener;
 
 use crate::admin::{self, AdminState};
@@ -24,6 +25,26 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         .await
         .with_context(|| format!("binding the admin listener to {}", config.admin_addr))?;
     let admin_addr = admin_listener.local_addr()?;
+    let mqtt_listener = match &config.mqtt.addr {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("binding the MQTT listener to {a}"))?,
+        ),
+        None => None,
+    };
+    let mqtt_ws_listener = match &config.mqtt.ws_addr {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("binding the MQTT WebSocket listener to {a}"))?,
+        ),
+        None => None,
+    };
+    let auth = match &config.mqtt.auth {
+        Some(path) => Auth::load(path)?,
+        None => Auth::open(),
+    };
 
     let mut broker_config = BrokerConfig::new(&config.data_dir);
     broker_config.auto_create_topics = config.auto_create_topics;
@@ -45,14 +66,43 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         },
         metrics,
     );
+    let mqtt = Mqtt::open(broker.clone(), config.mqtt.config.clone(), auth)
+        .await
+        .context("restoring the MQTT state")?;
+    let mqtt_addr = mqtt_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    let mqtt_ws_addr = mqtt_ws_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?;
+    let show = |a: Option<std::net::SocketAddr>| a.map_or("off".to_owned(), |a| a.to_string());
     tracing::info!(
         kafka = %kafka_addr,
+        mqtt = %show(mqtt_addr),
+        mqtt_ws = %show(mqtt_ws_addr),
         advertised = %format!("{host}:{port}"),
         admin = %admin_addr,
         data_dir = %config.data_dir.display(),
         "strata listening"
     );
     let mut kafka_task = tokio::spawn(kafka.serve(kafka_listener));
+    let mut mqtt_task = tokio::spawn({
+        let mqtt = mqtt.clone();
+        async move {
+            match mqtt_listener {
+                Some(l) => mqtt.serve_tcp(l).await,
+                None => std::future::pending().await,
+            }
+        }
+    });
+    let mut mqtt_ws_task = tokio::spawn({
+        let mqtt = mqtt.clone();
+        async move {
+            match mqtt_ws_listener {
+                Some(l) => mqtt.serve_ws(l).await,
+                None => std::future::pending().await,
+            }
+        }
+    });
     let mut admin_task = tokio::spawn(admin::serve(
         admin_listener,
         AdminState {
@@ -63,6 +113,8 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     let result = tokio::select! {
         r = &mut kafka_task => r.context("Kafka listener task")?.context("Kafka listener failed"),
         r = &mut admin_task => r.context("admin listener task")?.context("admin listener failed"),
+        r = &mut mqtt_task => r.context("MQTT listener task")?.context("MQTT listener failed"),
+        r = &mut mqtt_ws_task => r.context("MQTT WebSocket listener task")?.context("MQTT WebSocket listener failed"),
         r = shutdown_signal() => r,
     };
     tracing::info!("shutting down");
@@ -70,6 +122,8 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     // connections then fail cleanly with "engine is closed".
     kafka_task.abort();
     admin_task.abort();
+    mqtt_task.abort();
+    mqtt_ws_task.abort();
     shutdown(&broker).await?;
     result
 }

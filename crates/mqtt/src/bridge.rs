@@ -1,0 +1,176 @@
+//! MQTT topic filters mapped to storage topics, in both directions.
+//!
+//! A publish whose topic matches a rule's filter is stored in the rule's storage topic as one
+//! record (key = MQTT topic; see [`crate::message`]), in the partition chosen by a hash of the
+//! MQTT topic, so one MQTT topic keeps its order. Records that Kafka producers append to a
+//! mapped topic are read back as they arrive and delivered to matching MQTT subscribers;
+//! records that came from MQTT (they carry `mqtt.origin`) were delivered when published and
+//! are skipped.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use mqtt_proto::QoS;
+use strata_broker::{Broker, BrokerError, Partition, Topic};
+use strata_record::{Batch, split_batches};
+
+use crate::config::MapRule;
+use crate::hub::Hub;
+use crate::message::{Message, header};
+use crate::topic::matches;
+
+/// Largest read per partition per round.
+const READ_BUDGET: usize = 1 << 20;
+
+#[derive(Debug)]
+struct Rule {
+    filter: String,
+    topic: Arc<Topic>,
+}
+
+/// The mapping rules with their storage topics.
+#[derive(Debug, Default)]
+pub struct Bridge {
+    rules: Vec<Rule>,
+}
+
+/// FNV-1a: a stable hash of the MQTT topic for the partition choice.
+fn fnv1a(s: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in s.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+impl Bridge {
+    /// Resolves each rule's storage topic, creating it (with the node's default partition
+    /// count and storage) when missing.
+    pub async fn open(broker: &Arc<Broker>, rules: &[MapRule]) -> Result<Self> {
+        let mut out = Vec::new();
+        for r in rules {
+            let topic = match broker.topic(&r.topic) {
+                Some(t) => t,
+                None => match broker
+                    .create_topic(
+                        &r.topic,
+                        broker.config().num_partitions,
+                        BTreeMap::new(),
+                        false,
+                    )
+                    .await
+                {
+                    Ok(t) => t,
+                    Err(BrokerError::TopicExists(_)) => broker
+                        .topic(&r.topic)
+                        .context("mapped topic vanished while being created")?,
+                    Err(e) => {
+                        return Err(e).with_context(|| {
+                            format!(
+                                "creating the storage topic {} for MQTT filter {}",
+                                r.topic, r.filter
+                            )
+                        });
+                    }
+                },
+            };
+            tracing::info!(filter = %r.filter, topic = %r.topic, partitions = topic.partition_count(), "MQTT filter mapped to a storage topic");
+            out.push(Rule {
+                filter: r.filter.clone(),
+                topic,
+            });
+        }
+        Ok(Bridge { rules: out })
+    }
+
+    /// Stores a published message in the first rule's topic whose filter matches it.
+    pub async fn persist(&self, broker: &Broker, msg: &Message) -> Result<()> {
+        let Some(rule) = self.rules.iter().find(|r| matches(&r.filter, &msg.topic)) else {
+            return Ok(());
+        };
+        let n = rule.topic.partition_count().max(1);
+        let index = (fnv1a(&msg.topic) % n) as i32;
+        let partition = rule
+            .topic
+            .partition(index)
+            .context("mapped topic lost a partition")?;
+        broker
+            .produce(&rule.topic, &partition, msg.to_batch()?)
+            .await
+            .with_context(|| format!("storing an MQTT message in topic {}", rule.topic.name))?;
+        Ok(())
+    }
+
+    /// Starts one reader per partition of every mapped topic, from its current end.
+    pub fn start(hub: &Arc<Hub>) {
+        for rule in &hub.bridge.rules {
+            for p in rule.topic.partitions() {
+                let weak = Arc::downgrade(hub);
+                let topic = rule.topic.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = tail(weak, topic.clone(), p.clone()).await {
+                        tracing::error!(topic = %topic.name, partition = p.index, error = %e, "storage-to-MQTT reader stopped");
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn tail(hub: Weak<Hub>, topic: Arc<Topic>, partition: Arc<Partition>) -> Result<()> {
+    let mut offset = {
+        let Some(h) = hub.upgrade() else {
+            return Ok(());
+        };
+        h.broker.bounds(&topic, &partition).await?.next_offset
+    };
+    loop {
+        let notified = partition.appended.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let Some(h) = hub.upgrade() else {
+            return Ok(());
+        };
+        let bounds = h.broker.bounds(&topic, &partition).await?;
+        if offset < bounds.log_start {
+            offset = bounds.log_start;
+        }
+        if offset >= bounds.next_offset {
+            drop(h);
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            continue;
+        }
+        let chunk = h
+            .broker
+            .read(&topic, &partition, offset as i64, READ_BUDGET)
+            .await?;
+        let bytes = chunk.to_bytes()?;
+        for raw in split_batches(bytes) {
+            let batch = Batch::validate(raw?)?;
+            let next =
+                batch.header().base_offset as u64 + batch.header().last_offset_delta as u64 + 1;
+            for r in batch.records()? {
+                let r = r?;
+                if (r.offset as u64) < offset {
+                    continue;
+                }
+                if r.headers
+                    .iter()
+                    .any(|h| h.key.as_ref() == header::ORIGIN.as_bytes())
+                {
+                    continue;
+                }
+                if let Some(m) = Message::from_record(&r, &topic.name, QoS::Level1) {
+                    h.publish_from_storage(Arc::new(m)).await?;
+                }
+            }
+            offset = offset.max(next);
+        }
+    }
+}

@@ -1,0 +1,670 @@
+//! Sessions, subscriptions, retained messages and routing: the state every connection shares.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use mqtt_proto::QoS;
+use parking_lot::{Mutex, RwLock};
+use strata_broker::Broker;
+use tokio::sync::{OwnedMutexGuard, mpsc};
+
+use crate::auth::Auth;
+use crate::bridge::Bridge;
+use crate::config::MqttConfig;
+use crate::message::{Message, now_ms};
+use crate::store::{SessionMeta, Store};
+use crate::topic::{SubOptions, SubTree, matches};
+
+/// Session expiry meaning "never".
+pub const NEVER: u32 = u32::MAX;
+
+/// One message on its way to one session.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The message.
+    pub msg: Arc<Message>,
+    /// QoS of this delivery: the lower of the published and the granted QoS.
+    pub qos: QoS,
+    /// RETAIN flag to send.
+    pub retain: bool,
+    /// Identifiers of the matching subscriptions (v5).
+    pub sub_ids: Vec<u32>,
+    /// Offset in the session's queue, when it came from there.
+    pub queue_offset: Option<u64>,
+}
+
+/// What a connection's outbound channel carries.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Send this message.
+    Deliver(Delivery),
+    /// Another connection took the session over: disconnect (v5 reason 0x8E).
+    TakenOver,
+}
+
+/// Live (in-memory) part of a session.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// The connected client's outbound channel.
+    pub tx: Option<mpsc::Sender<Outbound>>,
+    /// Which connection holds the session (increments on every attach).
+    pub conn: u64,
+    /// Session expiry interval in seconds (`NEVER` for a v3 persistent session).
+    pub expiry: u32,
+    /// Subscriptions by full filter.
+    pub subs: BTreeMap<String, SubOptions>,
+    /// Queue shard, once created.
+    pub queue: Option<u32>,
+    /// Since when the session has had no connection.
+    pub offline_since: Option<Instant>,
+    /// A will waiting for its delay.
+    pub will_timer: Option<tokio::task::AbortHandle>,
+    /// Inbound QoS 2 packet ids received but not yet released (PUBREL).
+    pub awaiting_rel: HashSet<u16>,
+}
+
+impl Live {
+    fn meta(&self) -> SessionMeta {
+        SessionMeta {
+            expiry: self.expiry,
+            subs: self.subs.clone(),
+            queue: self.queue,
+        }
+    }
+}
+
+/// One MQTT session, connected or not.
+#[derive(Debug)]
+pub struct Session {
+    /// Client identifier.
+    pub client_id: Arc<str>,
+    /// Held by the connection that owns the session, for its whole life.
+    occupied: Arc<tokio::sync::Mutex<()>>,
+    /// Connection, subscriptions and queue, under a short lock.
+    pub live: Mutex<Live>,
+    /// Serialises queue appends against attach and detach so that nothing queued is missed.
+    queue_lock: tokio::sync::Mutex<()>,
+}
+
+impl Session {
+    fn new(client_id: Arc<str>) -> Self {
+        Session {
+            client_id,
+            occupied: Arc::new(tokio::sync::Mutex::new(())),
+            live: Mutex::new(Live::default()),
+            queue_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Whether messages for it outlive its connection.
+    pub fn persistent(&self) -> bool {
+        self.live.lock().expiry > 0
+    }
+}
+
+/// A connection's hold on its session, from attach to detach.
+#[derive(Debug)]
+pub struct Attached {
+    /// The session.
+    pub session: Arc<Session>,
+    /// Whether a previous session was resumed (CONNACK's session present).
+    pub present: bool,
+    /// Messages queued while it was offline, oldest first, to send before anything else.
+    pub backlog: Vec<Delivery>,
+    /// End of the queue when it was read: trimmed to once the backlog is acknowledged.
+    pub backlog_end: Option<u64>,
+    /// This connection's number within the session.
+    pub conn: u64,
+    _guard: OwnedMutexGuard<()>,
+}
+
+/// Counters for metrics.
+#[derive(Debug, Default)]
+pub struct HubMetrics {
+    /// Open connections.
+    pub connections: AtomicU64,
+    /// PUBLISH packets received.
+    pub messages_in: AtomicU64,
+    /// PUBLISH packets sent.
+    pub messages_out: AtomicU64,
+    /// Deliveries dropped because a client's outbound queue was full.
+    pub dropped: AtomicU64,
+}
+
+/// Everything connections share.
+#[derive(Debug)]
+pub struct Hub {
+    /// The broker.
+    pub broker: Arc<Broker>,
+    /// Settings.
+    pub config: MqttConfig,
+    /// Users and rules.
+    pub auth: Auth,
+    /// Counters.
+    pub metrics: HubMetrics,
+    store: Store,
+    pub(crate) bridge: Bridge,
+    sessions: RwLock<HashMap<Arc<str>, Arc<Session>>>,
+    subs: RwLock<SubTree>,
+    retained: RwLock<HashMap<Arc<str>, Arc<Message>>>,
+}
+
+/// Capacity of a connection's outbound channel; deliveries beyond it are dropped, as
+/// Mosquitto drops beyond `max_queued_messages`.
+pub const OUTBOUND_CAPACITY: usize = 10_000;
+
+impl Hub {
+    /// Opens the MQTT state: stored sessions (offline), their subscriptions and retained
+    /// messages, and the storage topics the mapping rules name.
+    pub async fn open(broker: Arc<Broker>, config: MqttConfig, auth: Auth) -> Result<Arc<Hub>> {
+        let (store, stored, retained) = Store::open(broker.clone()).await?;
+        let bridge = Bridge::open(&broker, &config.map).await?;
+        let hub = Arc::new(Hub {
+            broker,
+            auth,
+            metrics: HubMetrics::default(),
+            store,
+            bridge,
+            sessions: RwLock::new(HashMap::new()),
+            subs: RwLock::new(SubTree::default()),
+            retained: RwLock::new(HashMap::new()),
+            config,
+        });
+        {
+            let mut sessions = hub.sessions.write();
+            let mut tree = hub.subs.write();
+            for (id, meta) in stored {
+                let s = Arc::new(Session::new(id.clone()));
+                for (filter, opts) in &meta.subs {
+                    let (group, f) = split_shared(filter);
+                    tree.insert(f, group, &id, *opts);
+                }
+                *s.live.lock() = Live {
+                    expiry: meta.expiry,
+                    subs: meta.subs,
+                    queue: meta.queue,
+                    offline_since: Some(Instant::now()),
+                    ..Live::default()
+                };
+                sessions.insert(id, s);
+            }
+            let mut r = hub.retained.write();
+            for m in retained {
+                r.insert(m.topic.clone(), Arc::new(m));
+            }
+            tracing::info!(
+                sessions = sessions.len(),
+                subscriptions = tree.len(),
+                retained = r.len(),
+                "MQTT state restored"
+            );
+        }
+        Bridge::start(&hub);
+        let weak = Arc::downgrade(&hub);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(hub) = weak.upgrade() else { return };
+                hub.expire_sessions().await;
+            }
+        });
+        Ok(hub)
+    }
+
+    /// Number of sessions, connected or not.
+    pub fn session_count(&self) -> usize {
+        self.sessions.read().len()
+    }
+
+    /// Attaches a new connection to the session `client_id`, taking it over from any other
+    /// connection, starting it afresh when `clean` is set, and reading its offline queue.
+    pub async fn attach(
+        &self,
+        client_id: &Arc<str>,
+        clean: bool,
+        expiry: u32,
+        tx: mpsc::Sender<Outbound>,
+    ) -> Result<Attached> {
+        let session = {
+            let mut sessions = self.sessions.write();
+            sessions
+                .entry(client_id.clone())
+                .or_insert_with(|| Arc::new(Session::new(client_id.clone())))
+                .clone()
+        };
+        // Take over: tell the holder to go, then wait for it to finish its detach.
+        let old_tx = session.live.lock().tx.clone();
+        if let Some(old) = old_tx {
+            let _ = old.try_send(Outbound::TakenOver);
+        }
+        let guard = session.occupied.clone().lock_owned().await;
+        let queue_guard = session.queue_lock.lock().await;
+        // The session may have been expired and removed while we waited.
+        self.sessions
+            .write()
+            .entry(client_id.clone())
+            .or_insert_with(|| session.clone());
+        let (had_state, old_queue, old_subs) = {
+            let mut live = session.live.lock();
+            if let Some(t) = live.will_timer.take() {
+                t.abort();
+            }
+            let had = live.offline_since.is_some() && (live.expiry > 0 || !live.subs.is_empty());
+            if clean {
+                let subs = std::mem::take(&mut live.subs);
+                let queue = live.queue.take();
+                live.awaiting_rel.clear();
+                (had, queue, subs)
+            } else {
+                (had, None, BTreeMap::new())
+            }
+        };
+        if clean {
+            {
+                let mut tree = self.subs.write();
+                for filter in old_subs.keys() {
+                    let (group, f) = split_shared(filter);
+                    tree.remove(f, group, client_id);
+                }
+            }
+            if had_state || old_queue.is_some() {
+                self.store.delete_session(client_id, old_queue).await?;
+            }
+        }
+        let present = !clean && had_state;
+        let queue = session.live.lock().queue;
+        let mut backlog = Vec::new();
+        let mut backlog_end = None;
+        if let Some(q) = queue {
+            let (messages, end) = self.store.read_queue(q).await?;
+            let now = now_ms();
+            for (offset, m) in messages {
+                if m.expired(now) {
+                    continue;
+                }
+                let qos = m.qos;
+                backlog.push(Delivery {
+                    msg: Arc::new(m),
+                    qos,
+                    retain: false,
+                    sub_ids: Vec::new(),
+                    queue_offset: Some(offset),
+                });
+            }
+            backlog_end = Some(end);
+        }
+        let (conn, meta) = {
+            let mut live = session.live.lock();
+            live.conn += 1;
+            live.tx = Some(tx);
+            live.offline_since = None;
+            live.expiry = expiry;
+            (live.conn, (expiry > 0).then(|| live.meta()))
+        };
+        if let Some(meta) = meta {
+            self.store.save_session(client_id, &meta).await?;
+        }
+        drop(queue_guard);
+        Ok(Attached {
+            session,
+            present,
+            backlog,
+            backlog_end,
+            conn,
+            _guard: guard,
+        })
+    }
+
+    /// Detaches a connection. `unsent` are deliveries it had not completed: for a persistent
+    /// session they go back to the front of its queue (after trimming what the client
+    /// acknowledged of the backlog, up to `trim_to`).
+    pub async fn detach(
+        &self,
+        session: &Arc<Session>,
+        conn: u64,
+        expiry: u32,
+        unsent: Vec<Delivery>,
+        rx: &mut mpsc::Receiver<Outbound>,
+        trim_to: Option<u64>,
+    ) -> Result<()> {
+        let _q = session.queue_lock.lock().await;
+        let (persistent, queue) = {
+            let mut live = session.live.lock();
+            if live.conn != conn {
+                return Ok(());
+            }
+            live.tx = None;
+            live.offline_since = Some(Instant::now());
+            live.expiry = expiry;
+            (expiry > 0, live.queue)
+        };
+        if !persistent {
+            self.remove_session(session).await;
+            return Ok(());
+        }
+        // Backlog messages at or after `trim_to` are still in the queue; everything else the
+        // client did not complete goes back to it.
+        let mut keep: Vec<Arc<Message>> = Vec::new();
+        for d in unsent {
+            if d.queue_offset.is_none() && d.qos != QoS::Level0 {
+                keep.push(d.msg);
+            }
+        }
+        while let Ok(o) = rx.try_recv() {
+            if let Outbound::Deliver(d) = o
+                && d.qos != QoS::Level0
+            {
+                keep.push(d.msg);
+            }
+        }
+        if let (Some(q), Some(to)) = (queue, trim_to) {
+            self.store.trim(q, to).await?;
+        }
+        if !keep.is_empty() {
+            let q = self.queue_of(session).await?;
+            self.store.append(q, &keep).await?;
+        }
+        let meta = session.live.lock().meta();
+        self.store.save_session(&session.client_id, &meta).await?;
+        Ok(())
+    }
+
+    async fn queue_of(&self, session: &Session) -> Result<u32> {
+        if let Some(q) = session.live.lock().queue {
+            return Ok(q);
+        }
+        let q = self.store.create_queue().await?;
+        let meta = {
+            let mut live = session.live.lock();
+            live.queue = Some(q);
+            live.meta()
+        };
+        self.store.save_session(&session.client_id, &meta).await?;
+        Ok(q)
+    }
+
+    /// Trims a session's queue before `offset` once its backlog is acknowledged.
+    pub async fn trim_queue(&self, session: &Session, offset: u64) {
+        let queue = session.live.lock().queue;
+        if let Some(q) = queue
+            && let Err(e) = self.store.trim(q, offset).await
+        {
+            tracing::warn!(client_id = %session.client_id, error = %e, "cannot trim the session queue");
+        }
+    }
+
+    async fn remove_session(&self, session: &Arc<Session>) {
+        let (subs, queue, had_meta) = {
+            let mut live = session.live.lock();
+            if let Some(t) = live.will_timer.take() {
+                t.abort();
+            }
+            (
+                std::mem::take(&mut live.subs),
+                live.queue.take(),
+                live.expiry > 0,
+            )
+        };
+        {
+            let mut tree = self.subs.write();
+            for filter in subs.keys() {
+                let (group, f) = split_shared(filter);
+                tree.remove(f, group, &session.client_id);
+            }
+        }
+        {
+            let mut sessions = self.sessions.write();
+            if sessions
+                .get(&session.client_id)
+                .is_some_and(|s| Arc::ptr_eq(s, session))
+            {
+                sessions.remove(&session.client_id);
+            }
+        }
+        if (had_meta || queue.is_some())
+            && let Err(e) = self.store.delete_session(&session.client_id, queue).await
+        {
+            tracing::warn!(client_id = %session.client_id, error = %e, "cannot delete the stored session");
+        }
+    }
+
+    async fn expire_sessions(&self) {
+        let expired: Vec<Arc<Session>> = self
+            .sessions
+            .read()
+            .values()
+            .filter(|s| {
+                let live = s.live.lock();
+                match live.offline_since {
+                    Some(since) if live.expiry != NEVER => {
+                        since.elapsed() >= Duration::from_secs(u64::from(live.expiry))
+                    }
+                    _ => false,
+                }
+            })
+            .cloned()
+            .collect();
+        for s in expired {
+            // Not if a connection is attaching right now.
+            let Ok(_g) = s.occupied.clone().try_lock_owned() else {
+                continue;
+            };
+            if s.live.lock().offline_since.is_none() {
+                continue;
+            }
+            tracing::debug!(client_id = %s.client_id, "session expired");
+            self.remove_session(&s).await;
+        }
+    }
+
+    /// Adds or replaces a subscription; returns whether it existed. Persists the session.
+    pub async fn subscribe(
+        &self,
+        session: &Session,
+        filter: &str,
+        opts: SubOptions,
+    ) -> Result<bool> {
+        let (group, f) = split_shared(filter);
+        let existed = self.subs.write().insert(f, group, &session.client_id, opts);
+        let meta = {
+            let mut live = session.live.lock();
+            live.subs.insert(filter.to_owned(), opts);
+            (live.expiry > 0).then(|| live.meta())
+        };
+        if let Some(meta) = meta {
+            self.store.save_session(&session.client_id, &meta).await?;
+        }
+        Ok(existed)
+    }
+
+    /// Removes a subscription; returns whether it existed. Persists the session.
+    pub async fn unsubscribe(&self, session: &Session, filter: &str) -> Result<bool> {
+        let (group, f) = split_shared(filter);
+        let existed = self.subs.write().remove(f, group, &session.client_id);
+        let meta = {
+            let mut live = session.live.lock();
+            live.subs.remove(filter);
+            (live.expiry > 0).then(|| live.meta())
+        };
+        if let Some(meta) = meta {
+            self.store.save_session(&session.client_id, &meta).await?;
+        }
+        Ok(existed)
+    }
+
+    /// Retained messages matching `filter`, live ones only.
+    pub fn retained_for(&self, filter: &str) -> Vec<Arc<Message>> {
+        let now = now_ms();
+        self.retained
+            .read()
+            .values()
+            .filter(|m| matches(filter, &m.topic) && !m.expired(now))
+            .cloned()
+            .collect()
+    }
+
+    /// Publishes a message from an MQTT client: delivers it to online subscribers at once,
+    /// then stores what must be stored (retained message, mapped storage topic, offline
+    /// session queues). Returns when all of that is durable.
+    pub async fn publish(&self, msg: Arc<Message>) -> Result<()> {
+        self.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
+        let offline = self.route(&msg);
+        if msg.retain {
+            if msg.payload.is_empty() {
+                let had = self.retained.write().remove(&msg.topic).is_some();
+                if had {
+                    self.store.set_retained(&msg.topic, None).await?;
+                }
+            } else {
+                self.retained.write().insert(msg.topic.clone(), msg.clone());
+                self.store.set_retained(&msg.topic, Some(&msg)).await?;
+            }
+        }
+        self.bridge.persist(&self.broker, &msg).await?;
+        self.queue_offline(offline).await
+    }
+
+    /// Delivers a message that came from storage (a Kafka producer) to MQTT subscribers.
+    pub async fn publish_from_storage(&self, msg: Arc<Message>) -> Result<()> {
+        let offline = self.route(&msg);
+        self.queue_offline(offline).await
+    }
+
+    async fn queue_offline(&self, offline: Vec<(Arc<Session>, Delivery)>) -> Result<()> {
+        for (session, d) in offline {
+            let _q = session.queue_lock.lock().await;
+            // It may have come online while this waited.
+            let tx = session.live.lock().tx.clone();
+            if let Some(tx) = tx {
+                if tx.try_send(Outbound::Deliver(d)).is_err() {
+                    self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                continue;
+            }
+            if !session.persistent() {
+                continue;
+            }
+            let q = self.queue_of(&session).await?;
+            self.store.append(q, &[d.msg]).await?;
+        }
+        Ok(())
+    }
+
+    /// Hands the message to every matching online session; returns the QoS 1 and 2
+    /// deliveries for offline persistent sessions, to be queued.
+    fn route(&self, msg: &Arc<Message>) -> Vec<(Arc<Session>, Delivery)> {
+        let matches = self.subs.read().matches(&msg.topic);
+        if matches.direct.is_empty() && matches.shared.is_empty() {
+            return Vec::new();
+        }
+        // One delivery per client: the highest granted QoS, every subscription identifier.
+        let mut targets: Vec<(Arc<str>, u8, bool, Vec<u32>)> =
+            Vec::with_capacity(matches.direct.len());
+        for (client, opts) in matches.direct {
+            if opts.no_local && msg.origin.as_ref() == Some(&client) {
+                continue;
+            }
+            merge(&mut targets, client, opts);
+        }
+        let sessions = self.sessions.read();
+        for pick in matches.shared {
+            let n = pick.members.len();
+            let chosen = (0..n)
+                .map(|i| &pick.members[(pick.start + i) % n])
+                .find(|(c, _)| sessions.get(c).is_some_and(|s| s.live.lock().tx.is_some()))
+                .unwrap_or(&pick.members[pick.start % n]);
+            merge(&mut targets, chosen.0.clone(), chosen.1);
+        }
+        let mut offline = Vec::new();
+        for (client, qos, rap, sub_ids) in targets {
+            let Some(session) = sessions.get(&client) else {
+                continue;
+            };
+            let qos = QoS::from_u8(qos.min(msg.qos as u8)).unwrap_or(QoS::Level0);
+            let d = Delivery {
+                msg: msg.clone(),
+                qos,
+                retain: rap && msg.retain,
+                sub_ids,
+                queue_offset: None,
+            };
+            let tx = session.live.lock().tx.clone();
+            if let Some(tx) = tx {
+                if tx.try_send(Outbound::Deliver(d)).is_err() {
+                    self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(client_id = %client, "outbound queue full; message dropped");
+                }
+            } else if qos != QoS::Level0 {
+                offline.push((session.clone(), d));
+            }
+        }
+        offline
+    }
+
+    /// Publishes a will after its delay, unless the session is resumed first.
+    pub fn schedule_will(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        conn: u64,
+        will: Arc<Message>,
+        delay: u32,
+    ) {
+        let publish = {
+            let hub = self.clone();
+            let session = session.clone();
+            async move {
+                if delay > 0 {
+                    tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
+                }
+                {
+                    let mut live = session.live.lock();
+                    if live.conn != conn || live.tx.is_some() {
+                        return;
+                    }
+                    live.will_timer = None;
+                }
+                tracing::debug!(client_id = %session.client_id, topic = %will.topic, "publishing will");
+                if let Err(e) = hub.publish(will).await {
+                    tracing::warn!(error = %e, "cannot publish a will");
+                }
+            }
+        };
+        if delay == 0 {
+            tokio::spawn(publish);
+        } else {
+            let handle = tokio::spawn(publish).abort_handle();
+            session.live.lock().will_timer = Some(handle);
+        }
+    }
+}
+
+fn merge(targets: &mut Vec<(Arc<str>, u8, bool, Vec<u32>)>, client: Arc<str>, opts: SubOptions) {
+    if let Some(t) = targets.iter_mut().find(|t| t.0 == client) {
+        t.1 = t.1.max(opts.qos);
+        t.2 |= opts.retain_as_published;
+        if let Some(id) = opts.id {
+            t.3.push(id);
+        }
+    } else {
+        targets.push((
+            client,
+            opts.qos,
+            opts.retain_as_published,
+            opts.id.into_iter().collect(),
+        ));
+    }
+}
+
+/// Splits `$share/<group>/<filter>` into its group and filter.
+pub fn split_shared(filter: &str) -> (Option<&str>, &str) {
+    if let Some(rest) = filter.strip_prefix("$share/")
+        && let Some((group, f)) = rest.split_once('/')
+    {
+        return (Some(group), f);
+    }
+    (None, filter)
+}
