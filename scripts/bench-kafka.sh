@@ -45,7 +45,7 @@ node_dir="$(mktemp -d "$bench_dir/kafka-node.XXXXXX")"
 # The node: free ports, throwaway data, stopped however this script ends. The group join delay
 # is 0 because consume runs time from the first message, and waiting adds only wall time.
 "$STRATA_BIN" serve --data-dir "$node_dir/data" --kafka-addr 127.0.0.1:0 \
-  --admin-addr 127.0.0.1:0 --group-initial-rebalance-delay-ms 0 \
+  --admin-addr 127.0.0.1:0 --mqtt-addr off --group-initial-rebalance-delay-ms 0 \
   >"$node_dir/serve.log" 2>&1 &
 node_pid=$!
 stop_node() {
