@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Prints the benchmark results in a JSONL file as Markdown tables: one table for the storage
-benchmark's lines and one for `strata bench kafka`'s, if the file holds them.
+benchmark's lines, one for `strata bench kafka`'s and one for `strata bench mqtt`'s, for those
+the file holds.
 
     scripts/bench-report.py RESULTS.jsonl            one row per line, in file order
     scripts/bench-report.py --median RESULTS.jsonl   one row per label: the median of each column
@@ -56,12 +57,28 @@ KAFKA_NUMERIC = ["msgs_per_s", "mb_per_s", "rate_target", "p50_us", "p99_us", "p
                  "engine_mb_per_s", "ratio"]
 
 
+MQTT_COLUMNS = [
+    ("case", lambda d: d["label"]),
+    ("server", lambda d: d["server"]),
+    ("msgs/s", lambda d: fmt(d["msgs_per_s"])),
+    ("lost", lambda d: fmt(d["lost"])),
+    ("p50 ms", lambda d: ms(d["p50_us"])),
+    ("p99 ms", lambda d: ms(d["p99_us"])),
+    ("p999 ms", lambda d: ms(d["p999_us"])),
+    ("KiB/conn", lambda d: fmt(d["kib_per_connection"], 2)),
+    ("÷ mosquitto", lambda d: fmt(d["vs_mosquitto"], 2)),
+]
+
+MQTT_NUMERIC = ["msgs_per_s", "lost", "p50_us", "p99_us", "p999_us", "kib_per_connection",
+                "vs_mosquitto"]
+
+
 def median_rows(rows, numeric):
     by_label = {}
     for d in rows:
-        by_label.setdefault(d["label"], []).append(d)
+        by_label.setdefault((d["label"], d.get("server")), []).append(d)
     out = []
-    for label, group in by_label.items():
+    for (label, _), group in by_label.items():
         m = dict(group[0])
         for k in numeric:
             vals = [g[k] for g in group if g.get(k) is not None]
@@ -77,8 +94,9 @@ def main():
     path = [a for a in args if not a.startswith("--")][0]
     rows = [json.loads(line) for line in open(path) if line.strip()]
     tables = [
-        ([d for d in rows if d.get("bench") != "kafka"], COLUMNS, NUMERIC),
+        ([d for d in rows if d.get("bench") not in ("kafka", "mqtt")], COLUMNS, NUMERIC),
         ([d for d in rows if d.get("bench") == "kafka"], KAFKA_COLUMNS, KAFKA_NUMERIC),
+        ([d for d in rows if d.get("bench") == "mqtt"], MQTT_COLUMNS, MQTT_NUMERIC),
     ]
     first = True
     for some, columns, numeric in tables:

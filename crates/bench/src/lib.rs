@@ -7,5 +7,6 @@
 //! Protocol load generators (`strata bench kafka|mqtt`) will live beside it.
 
 pub mod kafka;
+pub mod mqtt;
 pub mod size;
 pub mod storage;

@@ -53,6 +53,8 @@ enum BenchTarget {
     Storage(strata_bench::storage::StorageArgs),
     /// A running node through a Kafka client, against its storage engine; prints one JSON line.
     Kafka(strata_bench::kafka::KafkaArgs),
+    /// A running node over MQTT, and a mosquitto started for comparison; prints JSON lines.
+    Mqtt(strata_bench::mqtt::MqttArgs),
 }
 
 fn init_logs(filter: &str) {
@@ -90,6 +92,12 @@ fn main() -> ExitCode {
         } => {
             init_logs("warn");
             strata_bench::kafka::run(args).map(drop)
+        }
+        Command::Bench {
+            target: BenchTarget::Mqtt(args),
+        } => {
+            init_logs("warn");
+            strata_bench::mqtt::run(args).map(drop)
         }
     };
     match result {

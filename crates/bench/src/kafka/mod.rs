@@ -27,13 +27,13 @@ use anyhow::{Context, Result, bail};
 use strata_storage::StorageSpec;
 
 pub use args::{Acks, Codec, DurabilityArg, EngineArg, KafkaArgs, Mode, ModelArg, Plan};
+pub use host::Host;
+pub use latency::Latencies;
 pub use report::Report;
 
 use admin::Admin;
 use consume::{Consumed, EndToEnd};
 use engine::{Load, Reference};
-use host::Host;
-use latency::Latencies;
 use pace::Schedule;
 use produce::{Produced, Producer};
 use values::Values;

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Runs the MQTT benchmark cases against a `strata serve` of its own and, in the same run, a
+# Debian `mosquitto` that `strata bench mqtt --mosquitto` starts on a free port. Appends every
+# JSON line (one per server and case) to one results file.
+#
+#   scripts/bench-mqtt.sh RESULTS.jsonl [--quick]
+#
+#   --quick           a smoke run of a few seconds: every case, tiny sizes
+#   STRATA_BIN        the strata binary (default: built here with cargo build --release)
+#   STRATA_BENCH_REPEATS  run the whole set this many times, interleaved (default 1)
+#   STRATA_BENCH_CONNECTIONS  idle connections of the connections case (default 50000)
+#
+# The descriptor limit is raised for the node, the bench and mosquitto (the connections case
+# needs one descriptor per connection on each side; raising the hard limit needs root).
+# A failing case is reported and the set goes on; the exit status is non-zero if any failed.
+set -euo pipefail
+
+quick=0
+results=""
+for arg in "$@"; do
+  case "$arg" in
+    --quick) quick=1 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "unknown flag $arg" >&2; exit 2 ;;
+    *) results="$arg" ;;
+  esac
+done
+if [ -z "$results" ]; then
+  echo "usage: $0 RESULTS.jsonl [--quick]" >&2
+  exit 2
+fi
+command -v mosquitto >/dev/null || { echo "bench-mqtt: needs mosquitto (apt-get install mosquitto)" >&2; exit 2; }
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+if [ -z "${STRATA_BIN:-}" ]; then
+  (cd "$root" && cargo build --release -q -p strata-server)
+  STRATA_BIN="${CARGO_TARGET_DIR:-$root/target}/release/strata"
+fi
+ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+mkdir -p "$(dirname "$results")"
+node_dir="$(mktemp -d)"
+
+"$STRATA_BIN" serve --data-dir "$node_dir/data" --kafka-addr 127.0.0.1:0 \
+  --admin-addr 127.0.0.1:0 --mqtt-addr 127.0.0.1:0 >"$node_dir/serve.log" 2>&1 &
+node_pid=$!
+stop_node() {
+  kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null || true
+  if grep -qE ' (WARN|ERROR) ' "$node_dir/serve.log"; then
+    echo "bench-mqtt: the node logged warnings or errors:" >&2
+    grep -E ' (WARN|ERROR) ' "$node_dir/serve.log" | tail -20 >&2
+  fi
+  rm -rf "$node_dir"
+}
+trap stop_node EXIT
+
+addr=""
+for _ in $(seq 1 300); do
+  addr="$(sed -n 's/.*strata listening .*mqtt=\([0-9.:]*\) .*/\1/p' "$node_dir/serve.log")"
+  [ -n "$addr" ] && break
+  kill -0 "$node_pid" 2>/dev/null || { cat "$node_dir/serve.log" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$addr" ] || { echo "the node did not start listening" >&2; exit 1; }
+echo "bench-mqtt: node at $addr" >&2
+
+passed=0
+failed=0
+case_() {
+  local label="$1"
+  shift
+  echo "== $label" >&2
+  if "$STRATA_BIN" bench mqtt --server "$addr" --server-pid "$node_pid" --mosquitto \
+      --label "$label" --jsonl "$results" "$@" >/dev/null; then
+    passed=$((passed + 1))
+  else
+    echo "FAILED: $label" >&2
+    failed=$((failed + 1))
+  fi
+}
+
+repeats="${STRATA_BENCH_REPEATS:-1}"
+conns="${STRATA_BENCH_CONNECTIONS:-50000}"
+for _ in $(seq 1 "$repeats"); do
+  if [ "$quick" = 1 ]; then
+    for q in 0 1 2; do
+      case_ "quick/qos$q/1-1/100B" --qos "$q" --messages 2000
+    done
+    case_ quick/qos1/2-2/100B --qos 1 --publishers 2 --subscribers 2 --messages 1000
+    case_ quick/latency/qos0/100B/1000 --case latency --rate 1000 --duration-secs 1
+    case_ quick/connections/200 --case connections --connections 200
+  else
+    # Throughput: 1 publisher → 1 subscriber, and 4 → 4 (each subscriber gets every message).
+    case_ qos0/1-1/100B --qos 0 --messages 500000
+    case_ qos1/1-1/100B --qos 1 --messages 200000
+    case_ qos2/1-1/100B --qos 2 --messages 100000
+    case_ qos0/4-4/100B --qos 0 --publishers 4 --subscribers 4 --messages 100000
+    case_ qos1/4-4/100B --qos 1 --publishers 4 --subscribers 4 --messages 50000
+    # Latency at a fixed rate.
+    case_ latency/qos0/100B/10000 --case latency --qos 0 --rate 10000 --duration-secs 10
+    case_ latency/qos1/100B/10000 --case latency --qos 1 --rate 10000 --duration-secs 10
+    # Idle connections: server memory per connection.
+    case_ "connections/$conns" --case connections --connections "$conns"
+  fi
+done
+echo "bench-mqtt: $passed passed, $failed failed" >&2
+[ "$failed" = 0 ]
