@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the tests need, then runs every test: formatting, lints, the Rust test suites
-# (unit, contract, crash and property tests), real Kafka clients against `strata serve`, and a
-# smoke run of the storage benchmark.
+# (unit, contract, crash and property tests), brief fuzzing, real Kafka and MQTT clients against
+# `strata serve`, and smoke runs of the benchmarks.
 #
 #   scripts/test.sh
 #
-# Needs Rust, python3 and Debian's apt for kcat and npm (installed if missing). Builds go to
+# Needs Rust, python3 and Debian's apt for kcat, mosquitto, mosquitto-clients and npm (installed
+# if missing). Builds go to
 # $CARGO_TARGET_DIR, by default ~/.cache/strata/target, so repeated runs and fresh clones reuse
 # them; Python packages go to a virtualenv in ~/.cache/strata/venv.
 set -euo pipefail
@@ -22,6 +23,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 python3 -c 'import venv' 2>/dev/null || missing+=(python3-venv)
 command -v kcat >/dev/null || missing+=(kcat)
+command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
+command -v mosquitto >/dev/null || missing+=(mosquitto)
 command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -q
@@ -44,7 +47,7 @@ cargo test --workspace --locked
 
 step "fuzz targets (briefly)"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-for target in kafka_request record_batch; do
+for target in kafka_request record_batch mqtt_packet; do
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --target-dir "$cache/fuzz-target" "$target" -- \
     -max_total_time="${STRATA_FUZZ_SECONDS:-20}" -print_final_stats=0 2>&1 | tail -1)
 done
@@ -53,14 +56,15 @@ step "server build"
 cargo build --release --locked -p strata-server
 export STRATA_BIN="$CARGO_TARGET_DIR/release/strata"
 
-step "Kafka clients against strata serve (confluent-kafka, kafka-python, aiokafka, kcat)"
+step "clients against strata serve (Kafka: confluent-kafka, kafka-python, aiokafka, kcat; MQTT: paho-mqtt, mosquitto_pub/sub)"
 (cd tests/python && "$venv/bin/python" -m pytest -q)
 
-step "Kafka clients against strata serve (kafkajs)"
+step "clients against strata serve (kafkajs, mqtt.js)"
 (cd tests/node && npm test --silent)
 
-step "benchmark smoke runs (storage, Kafka)"
+step "benchmark smoke runs (storage, Kafka, MQTT against mosquitto)"
 scripts/bench-storage.sh --quick "$cache/bench-smoke.jsonl"
 scripts/bench-kafka.sh "$cache/bench-kafka-smoke.jsonl" --quick
+scripts/bench-mqtt.sh "$cache/bench-mqtt-smoke.jsonl" --quick
 
 step "all tests passed"

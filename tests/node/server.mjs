@@ -22,9 +22,12 @@ export async function startStrata() {
   const dir = mkdtempSync(join(tmpdir(), 'strata-node-'));
   const kafkaPort = await freePort();
   const adminPort = await freePort();
+  const mqttPort = await freePort();
+  const mqttWsPort = await freePort();
   const proc = spawn(bin, [
     'serve', '--data-dir', join(dir, 'data'),
     '--kafka-addr', `127.0.0.1:${kafkaPort}`, '--admin-addr', `127.0.0.1:${adminPort}`,
+    '--mqtt-addr', `127.0.0.1:${mqttPort}`, '--mqtt-ws-addr', `127.0.0.1:${mqttWsPort}`,
     '--group-initial-rebalance-delay-ms', '300',
   ], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
@@ -41,6 +44,8 @@ export async function startStrata() {
   });
   return {
     brokers: [`127.0.0.1:${kafkaPort}`],
+    mqttUrl: `mqtt://127.0.0.1:${mqttPort}`,
+    mqttWsUrl: `ws://127.0.0.1:${mqttWsPort}/mqtt`,
     async stop() {
       proc.kill('SIGTERM');
       await new Promise((resolve) => proc.on('exit', resolve));

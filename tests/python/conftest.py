@@ -1,7 +1,8 @@
 """Starts real `strata serve` processes for the client tests.
 
-Each test gets its own server on free ports with a fresh data directory. The binary comes from
-STRATA_BIN (scripts/test.sh builds it); the tests talk to it only through real clients.
+Each test gets its own server on free ports with a fresh data directory: Kafka, admin, and MQTT
+over TCP and over WebSocket. The binary comes from STRATA_BIN (scripts/test.sh builds it); the
+tests talk to it only through real clients.
 """
 
 import os
@@ -42,6 +43,8 @@ class Server:
         self.extra_args = list(extra_args)
         self.kafka_port = free_port()
         self.admin_port = free_port()
+        self.mqtt_port = free_port()
+        self.mqtt_ws_port = free_port()
         self.proc = None
         self.log = []
 
@@ -53,12 +56,24 @@ class Server:
     def admin_url(self):
         return f"http://127.0.0.1:{self.admin_port}"
 
+    @property
+    def mqtt_addr(self):
+        """(host, port) of the MQTT listener over TCP."""
+        return ("127.0.0.1", self.mqtt_port)
+
+    @property
+    def mqtt_ws_addr(self):
+        """(host, port) of the MQTT listener over WebSocket, served at path /mqtt."""
+        return ("127.0.0.1", self.mqtt_ws_port)
+
     def start(self):
         args = [
             strata_bin(), "serve",
             "--data-dir", self.data_dir,
             "--kafka-addr", f"127.0.0.1:{self.kafka_port}",
             "--admin-addr", f"127.0.0.1:{self.admin_port}",
+            "--mqtt-addr", f"127.0.0.1:{self.mqtt_port}",
+            "--mqtt-ws-addr", f"127.0.0.1:{self.mqtt_ws_port}",
             "--group-initial-rebalance-delay-ms", "300",
             "--log-level", os.environ.get("STRATA_TEST_LOG", "info"),
             *self.extra_args,
@@ -107,10 +122,25 @@ class Server:
         return self.proc is not None and self.proc.poll() is None
 
 
+# Connections a test opened (objects with a close() method, such as the MQTT clients in
+# mqtt_helpers), closed when the test ends, before its servers stop.
+open_clients = []
+
+
+def close_clients():
+    while open_clients:
+        client = open_clients.pop()
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001 - best effort at teardown
+            pass
+
+
 @pytest.fixture
 def server(tmp_path):
     s = Server(tmp_path / "data").start()
     yield s
+    close_clients()
     s.stop()
 
 
@@ -125,6 +155,7 @@ def make_server(tmp_path):
         return s
 
     yield make
+    close_clients()
     for s in servers:
         s.stop()
 

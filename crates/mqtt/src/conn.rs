@@ -24,6 +24,8 @@ use crate::topic::SubOptions;
 const PENDING_CAP: usize = 1000;
 /// Write out once this much is buffered.
 const WRITE_THRESHOLD: usize = 64 * 1024;
+/// Longest wait for a client to take what is written to it.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -225,7 +227,11 @@ where
         NEVER
     };
     let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
-    let attached = match hub.attach(&client_id, c.clean_start, expiry, tx).await {
+    let kick = Arc::new(tokio::sync::Notify::new());
+    let attached = match hub
+        .attach(&client_id, c.clean_start, expiry, tx, kick.clone())
+        .await
+    {
         Ok(a) => a,
         Err(e) => {
             tracing::error!(%peer, client_id = %client_id, error = %e, "cannot attach the MQTT session");
@@ -275,6 +281,7 @@ where
         session: attached.session.clone(),
         conn_no: attached.conn,
         rx,
+        kick,
         out: BytesMut::new(),
         keep_alive: Duration::from_millis(u64::from(keep_alive) * 1500),
         client_receive_max: c.properties.receive_max.unwrap_or(u16::MAX).max(1),
@@ -293,6 +300,7 @@ where
         backlog_end: None,
         expiry,
         will,
+        _guard: None,
     };
     conn.send(&v5::Packet::Connack(ack));
     conn.start_backlog(attached);
@@ -318,6 +326,7 @@ struct Conn {
     session: Arc<Session>,
     conn_no: u64,
     rx: mpsc::Receiver<Outbound>,
+    kick: Arc<tokio::sync::Notify>,
     out: BytesMut,
     /// 1.5 × the keep alive; zero for none.
     keep_alive: Duration,
@@ -334,6 +343,9 @@ struct Conn {
     backlog_end: Option<u64>,
     expiry: u32,
     will: Option<(v5::LastWill, u32)>,
+    /// The session's occupancy, released after detach so that a connection taking the
+    /// session over finds it detached.
+    _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Conn {
@@ -342,6 +354,7 @@ impl Conn {
     }
 
     fn start_backlog(&mut self, attached: Attached) {
+        self._guard = Some(attached.guard);
         self.backlog_end = attached.backlog_end;
         for d in attached.backlog {
             if let Some(o) = d.queue_offset {
@@ -394,9 +407,9 @@ impl Conn {
             }
         }
         if !self.out.is_empty() {
-            let _ = wr.write_all(&self.out).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), wr.write_all(&self.out)).await;
         }
-        let _ = wr.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), wr.shutdown()).await;
 
         // Hand undelivered messages back to the session.
         let mut unsent: Vec<Delivery> = Vec::new();
@@ -461,12 +474,13 @@ impl Conn {
     {
         let max = self.hub.config.max_packet_size as usize;
         let mut last_seen = Instant::now();
+        // Packets that arrived right behind CONNECT.
+        if let Err(end) = self.handle_buffered(wr, inbuf, max).await {
+            return end;
+        }
         loop {
-            if !self.out.is_empty() {
-                if let Err(e) = wr.write_all(&self.out).await {
-                    return End::Closed(Some(e));
-                }
-                self.out.clear();
+            if let Err(end) = self.write_out(wr).await {
+                return end;
             }
             let deadline = last_seen + self.keep_alive;
             let ka = !self.keep_alive.is_zero();
@@ -479,26 +493,8 @@ impl Conn {
                         Err(e) => return End::Closed(Some(e)),
                     }
                     last_seen = Instant::now();
-                    loop {
-                        let len = match packet::frame_len(inbuf, max) {
-                            Ok(Some(len)) => len,
-                            Ok(None) => break,
-                            Err(b) => return End::Bad(b),
-                        };
-                        let frame = inbuf.split_to(len);
-                        let p = match packet::decode(self.version, &frame) {
-                            Ok(p) => p,
-                            Err(b) => return End::Bad(b),
-                        };
-                        if let Err(end) = self.handle(p).await {
-                            return end;
-                        }
-                        if self.out.len() >= WRITE_THRESHOLD {
-                            if let Err(e) = wr.write_all(&self.out).await {
-                                return End::Closed(Some(e));
-                            }
-                            self.out.clear();
-                        }
+                    if let Err(end) = self.handle_buffered(wr, inbuf, max).await {
+                        return end;
                     }
                     if inbuf.capacity() - inbuf.len() < 256 {
                         inbuf.reserve(4096);
@@ -521,18 +517,53 @@ impl Conn {
                     }
                 }
                 _ = tokio::time::sleep_until(deadline), if ka => return End::KeepAlive,
+                _ = self.kick.notified() => return End::TakenOver,
             }
         }
     }
 
-    fn outbound(&mut self, o: Outbound) -> Result<(), End> {
-        match o {
-            Outbound::Deliver(d) => {
-                self.deliver(d);
+    /// Writes out what is buffered. A client that reads nothing for `WRITE_TIMEOUT` (or its
+    /// keep alive, if longer) is dropped rather than holding the connection forever.
+    async fn write_out<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> Result<(), End> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let limit = WRITE_TIMEOUT.max(self.keep_alive);
+        match tokio::time::timeout(limit, wr.write_all(&self.out)).await {
+            Ok(Ok(())) => {
+                self.out.clear();
                 Ok(())
             }
-            Outbound::TakenOver => Err(End::TakenOver),
+            Ok(Err(e)) => Err(End::Closed(Some(e))),
+            Err(_) => Err(End::Closed(Some(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client read nothing for too long",
+            )))),
         }
+    }
+
+    /// Handles every complete packet in `inbuf`.
+    async fn handle_buffered<W: AsyncWrite + Unpin>(
+        &mut self,
+        wr: &mut W,
+        inbuf: &mut BytesMut,
+        max: usize,
+    ) -> Result<(), End> {
+        while let Some(len) = packet::frame_len(inbuf, max)? {
+            let frame = inbuf.split_to(len);
+            let p = packet::decode(self.version, &frame)?;
+            self.handle(p).await?;
+            if self.out.len() >= WRITE_THRESHOLD {
+                self.write_out(wr).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn outbound(&mut self, o: Outbound) -> Result<(), End> {
+        let Outbound::Deliver(d) = o;
+        self.deliver(d);
+        Ok(())
     }
 
     fn take_pid(&mut self) -> Pid {

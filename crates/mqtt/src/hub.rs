@@ -41,8 +41,6 @@ pub struct Delivery {
 pub enum Outbound {
     /// Send this message.
     Deliver(Delivery),
-    /// Another connection took the session over: disconnect (v5 reason 0x8E).
-    TakenOver,
 }
 
 /// Live (in-memory) part of a session.
@@ -52,6 +50,8 @@ pub struct Live {
     pub tx: Option<mpsc::Sender<Outbound>>,
     /// Which connection holds the session (increments on every attach).
     pub conn: u64,
+    /// Notified when another connection takes the session over.
+    pub kick: Option<Arc<tokio::sync::Notify>>,
     /// Session expiry interval in seconds (`NEVER` for a v3 persistent session).
     pub expiry: u32,
     /// Subscriptions by full filter.
@@ -118,7 +118,8 @@ pub struct Attached {
     pub backlog_end: Option<u64>,
     /// This connection's number within the session.
     pub conn: u64,
-    _guard: OwnedMutexGuard<()>,
+    /// Holds the session against other connections until dropped, after detach.
+    pub guard: OwnedMutexGuard<()>,
 }
 
 /// Counters for metrics.
@@ -152,9 +153,14 @@ pub struct Hub {
     retained: RwLock<HashMap<Arc<str>, Arc<Message>>>,
 }
 
-/// Capacity of a connection's outbound channel; deliveries beyond it are dropped, as
-/// Mosquitto drops beyond `max_queued_messages`.
+/// Capacity of a connection's outbound channel. A publisher finding it full waits (see
+/// `SLOW_SUBSCRIBER_WAIT`), then drops the message for that subscriber, as Mosquitto drops
+/// beyond `max_queued_messages`.
 pub const OUTBOUND_CAPACITY: usize = 10_000;
+
+/// How long a publisher waits for a full subscriber queue before the message is dropped for
+/// that subscriber.
+pub const SLOW_SUBSCRIBER_WAIT: Duration = Duration::from_millis(100);
 
 impl Hub {
     /// Opens the MQTT state: stored sessions (offline), their subscriptions and retained
@@ -228,6 +234,7 @@ impl Hub {
         clean: bool,
         expiry: u32,
         tx: mpsc::Sender<Outbound>,
+        kick: Arc<tokio::sync::Notify>,
     ) -> Result<Attached> {
         let session = {
             let mut sessions = self.sessions.write();
@@ -237,9 +244,9 @@ impl Hub {
                 .clone()
         };
         // Take over: tell the holder to go, then wait for it to finish its detach.
-        let old_tx = session.live.lock().tx.clone();
-        if let Some(old) = old_tx {
-            let _ = old.try_send(Outbound::TakenOver);
+        let old = session.live.lock().kick.take();
+        if let Some(kick) = old {
+            kick.notify_one();
         }
         let guard = session.occupied.clone().lock_owned().await;
         let queue_guard = session.queue_lock.lock().await;
@@ -301,6 +308,7 @@ impl Hub {
             let mut live = session.live.lock();
             live.conn += 1;
             live.tx = Some(tx);
+            live.kick = Some(kick);
             live.offline_since = None;
             live.expiry = expiry;
             (live.conn, (expiry > 0).then(|| live.meta()))
@@ -315,7 +323,7 @@ impl Hub {
             backlog,
             backlog_end,
             conn,
-            _guard: guard,
+            guard,
         })
     }
 
@@ -338,6 +346,7 @@ impl Hub {
                 return Ok(());
             }
             live.tx = None;
+            live.kick = None;
             live.offline_since = Some(Instant::now());
             live.expiry = expiry;
             (expiry > 0, live.queue)
@@ -512,7 +521,8 @@ impl Hub {
     /// session queues). Returns when all of that is durable.
     pub async fn publish(&self, msg: Arc<Message>) -> Result<()> {
         self.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
-        let offline = self.route(&msg);
+        let (offline, blocked) = self.route(&msg);
+        self.wait_for_slow(blocked).await;
         if msg.retain {
             if msg.payload.is_empty() {
                 let had = self.retained.write().remove(&msg.topic).is_some();
@@ -530,8 +540,25 @@ impl Hub {
 
     /// Delivers a message that came from storage (a Kafka producer) to MQTT subscribers.
     pub async fn publish_from_storage(&self, msg: Arc<Message>) -> Result<()> {
-        let offline = self.route(&msg);
+        let (offline, blocked) = self.route(&msg);
+        self.wait_for_slow(blocked).await;
         self.queue_offline(offline).await
+    }
+
+    /// Waits, up to `SLOW_SUBSCRIBER_WAIT` each, for room in the outbound queues that were
+    /// full, so that a slow subscriber slows its publishers down (as TCP would) rather than
+    /// losing messages; past the wait the message is dropped for that subscriber.
+    async fn wait_for_slow(&self, blocked: Vec<(mpsc::Sender<Outbound>, Delivery)>) {
+        for (tx, d) in blocked {
+            match tokio::time::timeout(SLOW_SUBSCRIBER_WAIT, tx.send(Outbound::Deliver(d))).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {}
+                Err(_) => {
+                    self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!("subscriber too slow; message dropped");
+                }
+            }
+        }
     }
 
     async fn queue_offline(&self, offline: Vec<(Arc<Session>, Delivery)>) -> Result<()> {
@@ -540,9 +567,7 @@ impl Hub {
             // It may have come online while this waited.
             let tx = session.live.lock().tx.clone();
             if let Some(tx) = tx {
-                if tx.try_send(Outbound::Deliver(d)).is_err() {
-                    self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
-                }
+                self.wait_for_slow(vec![(tx, d)]).await;
                 continue;
             }
             if !session.persistent() {
@@ -556,10 +581,18 @@ impl Hub {
 
     /// Hands the message to every matching online session; returns the QoS 1 and 2
     /// deliveries for offline persistent sessions, to be queued.
-    fn route(&self, msg: &Arc<Message>) -> Vec<(Arc<Session>, Delivery)> {
+    /// Deliveries whose online session's queue was full come back as `blocked`.
+    #[allow(clippy::type_complexity)]
+    fn route(
+        &self,
+        msg: &Arc<Message>,
+    ) -> (
+        Vec<(Arc<Session>, Delivery)>,
+        Vec<(mpsc::Sender<Outbound>, Delivery)>,
+    ) {
         let matches = self.subs.read().matches(&msg.topic);
         if matches.direct.is_empty() && matches.shared.is_empty() {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
         // One delivery per client: the highest granted QoS, every subscription identifier.
         let mut targets: Vec<(Arc<str>, u8, bool, Vec<u32>)> =
@@ -580,6 +613,7 @@ impl Hub {
             merge(&mut targets, chosen.0.clone(), chosen.1);
         }
         let mut offline = Vec::new();
+        let mut blocked = Vec::new();
         for (client, qos, rap, sub_ids) in targets {
             let Some(session) = sessions.get(&client) else {
                 continue;
@@ -594,15 +628,16 @@ impl Hub {
             };
             let tx = session.live.lock().tx.clone();
             if let Some(tx) = tx {
-                if tx.try_send(Outbound::Deliver(d)).is_err() {
-                    self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(client_id = %client, "outbound queue full; message dropped");
+                if let Err(mpsc::error::TrySendError::Full(Outbound::Deliver(d))) =
+                    tx.try_send(Outbound::Deliver(d))
+                {
+                    blocked.push((tx, d));
                 }
             } else if qos != QoS::Level0 {
                 offline.push((session.clone(), d));
             }
         }
-        offline
+        (offline, blocked)
     }
 
     /// Publishes a will after its delay, unless the session is resumed first.

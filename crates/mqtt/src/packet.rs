@@ -83,6 +83,9 @@ impl fmt::Display for BadInput {
 
 fn from_proto(e: &ProtoError) -> BadInput {
     match e {
+        ProtoError::InvalidTopicName(t) if t.contains('\0') => {
+            BadInput::malformed("topic name contains U+0000")
+        }
         ProtoError::InvalidTopicName(t) => BadInput::new(
             DisconnectReasonCode::TopicNameInvalid,
             format!("invalid topic name {t:?}"),
@@ -254,6 +257,12 @@ fn lift(p: v3::Packet) -> Result<v5::Packet, BadInput> {
 ///
 /// Packets with no 3.1.1 form (AUTH, a DISCONNECT sent by the server) are skipped for v3.
 pub fn encode(version: Version, packet: &v5::Packet, out: &mut BytesMut) {
+    if !version.is_v5()
+        && let v5::Packet::Suback(s) = packet
+    {
+        encode_suback_v3(s, out);
+        return;
+    }
     let encoded = if version.is_v5() {
         packet.encode()
     } else {
@@ -266,6 +275,25 @@ pub fn encode(version: Version, packet: &v5::Packet, out: &mut BytesMut) {
         Ok(bytes) => out.put_slice(bytes.as_ref()),
         // Only over-long fields fail, and every field was checked on the way in.
         Err(e) => tracing::error!(error = %e, packet = ?packet.get_type(), "cannot encode packet"),
+    }
+}
+
+/// SUBACK for 3.1/3.1.1, written here because `mqtt-proto` 0.4 writes the failure code as 3
+/// rather than 0x80.
+fn encode_suback_v3(s: &v5::Suback, out: &mut BytesMut) {
+    let remaining = 2 + s.topics.len();
+    out.put_u8(0x90);
+    let mut rl = Vec::with_capacity(4);
+    write_varint(&mut rl, remaining);
+    out.put_slice(&rl);
+    out.put_u16(s.pid.value());
+    for c in &s.topics {
+        out.put_u8(match c {
+            v5::SubscribeReasonCode::GrantedQoS0 => 0,
+            v5::SubscribeReasonCode::GrantedQoS1 => 1,
+            v5::SubscribeReasonCode::GrantedQoS2 => 2,
+            _ => 0x80,
+        });
     }
 }
 
@@ -286,18 +314,6 @@ fn lower(p: &v5::Packet) -> Option<v3::Packet> {
         v5::Packet::Pubrec(a) => v3::Packet::Pubrec(a.pid),
         v5::Packet::Pubrel(a) => v3::Packet::Pubrel(a.pid),
         v5::Packet::Pubcomp(a) => v3::Packet::Pubcomp(a.pid),
-        v5::Packet::Suback(s) => v3::Packet::Suback(v3::Suback::new(
-            s.pid,
-            s.topics
-                .iter()
-                .map(|c| match c {
-                    v5::SubscribeReasonCode::GrantedQoS0 => v3::SubscribeReturnCode::MaxLevel0,
-                    v5::SubscribeReasonCode::GrantedQoS1 => v3::SubscribeReturnCode::MaxLevel1,
-                    v5::SubscribeReasonCode::GrantedQoS2 => v3::SubscribeReturnCode::MaxLevel2,
-                    _ => v3::SubscribeReturnCode::Failure,
-                })
-                .collect(),
-        )),
         v5::Packet::Unsuback(u) => v3::Packet::Unsuback(u.pid),
         v5::Packet::Pingresp => v3::Packet::Pingresp,
         _ => return None,
@@ -450,6 +466,20 @@ mod tests {
         // Invalid UTF-8 in the topic.
         let e = decode(Version::V5, &[0x30, 4, 0, 1, 0xff, 0]).unwrap_err();
         assert_eq!(e.code, DisconnectReasonCode::MalformedPacket);
+    }
+
+    #[test]
+    fn v3_suback_failure_is_0x80() {
+        let ack = v5::Suback::new(
+            Pid::try_from(5).unwrap(),
+            vec![
+                v5::SubscribeReasonCode::GrantedQoS1,
+                v5::SubscribeReasonCode::NotAuthorized,
+            ],
+        );
+        let mut out = BytesMut::new();
+        encode(Version::V311, &v5::Packet::Suback(ack), &mut out);
+        assert_eq!(&out[..], &[0x90, 4, 0, 5, 1, 0x80]);
     }
 
     #[test]
