@@ -80,6 +80,12 @@ case_() {
 
 repeats="${STRATA_BENCH_REPEATS:-1}"
 conns="${STRATA_BENCH_CONNECTIONS:-50000}"
+# Each side needs a descriptor per connection: fit the case to the limit this host allows.
+nofile="$(ulimit -n)"
+if [ "$nofile" != unlimited ] && [ "$conns" -gt $((nofile - 1000)) ]; then
+  echo "bench-mqtt: descriptor limit $nofile: the connections case uses $((nofile - 1000)) connections, not $conns" >&2
+  conns=$((nofile - 1000))
+fi
 for _ in $(seq 1 "$repeats"); do
   if [ "$quick" = 1 ]; then
     for q in 0 1 2; do

@@ -768,3 +768,27 @@ def test_user_properties_unchanged(server):
         pub.publish(f"up/{qos}", b"x", qos=qos, props=properties("PUBLISH", UserProperty=pairs))
     for m in sub.messages(3):
         assert m.user_properties == pairs, m.topic
+
+
+def test_mqtt_metrics(server):
+    import urllib.request
+
+    sub = connected(server, V5, client_id="metrics-sub")
+    sub.subscribe_ack("metrics/#", qos=1)
+    pub = connected(server, V5, client_id="metrics-pub")
+    for i in range(3):
+        pub.publish_ack("metrics/t", f"m{i}".encode(), qos=1)
+    assert len(sub.messages(3)) == 3
+    text = urllib.request.urlopen(server.admin_url + "/metrics", timeout=10).read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("strata_mqtt_"):
+            name, value = line.split()
+            values[name] = int(value)
+    assert values["strata_mqtt_connections"] >= 2
+    assert values["strata_mqtt_sessions"] >= 2
+    assert values["strata_mqtt_messages_in_total"] >= 3
+    assert values["strata_mqtt_messages_out_total"] >= 3
+    assert values["strata_mqtt_dropped_total"] == 0
+    sub.close()
+    pub.close()

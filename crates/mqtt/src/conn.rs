@@ -24,6 +24,8 @@ use crate::topic::SubOptions;
 const PENDING_CAP: usize = 1000;
 /// Write out once this much is buffered.
 const WRITE_THRESHOLD: usize = 64 * 1024;
+/// Largest read buffer a busy connection grows to.
+const READ_BUFFER_MAX: usize = 64 * 1024;
 /// Longest wait for a client to take what is written to it.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -478,7 +480,18 @@ impl Conn {
         if let Err(end) = self.handle_buffered(wr, inbuf, max).await {
             return end;
         }
+        if inbuf.is_empty() {
+            // Idle connections keep only a small buffer (below); CONNECT's goes.
+            *inbuf = BytesMut::new();
+        }
         loop {
+            // Grow the read buffer for clients that fill it, up to 64 KiB; an idle or slow
+            // client keeps a few hundred bytes.
+            let spare = inbuf.capacity() - inbuf.len();
+            if spare < 128 {
+                inbuf.reserve(256);
+            }
+            let spare = inbuf.capacity() - inbuf.len();
             if let Err(end) = self.write_out(wr).await {
                 return end;
             }
@@ -487,17 +500,17 @@ impl Conn {
             let room = self.pending.len() < PENDING_CAP;
             tokio::select! {
                 r = rd.read_buf(inbuf) => {
-                    match r {
+                    let filled = match r {
                         Ok(0) => return End::Closed(None),
-                        Ok(_) => {}
+                        Ok(n) => n == spare,
                         Err(e) => return End::Closed(Some(e)),
-                    }
+                    };
                     last_seen = Instant::now();
                     if let Err(end) = self.handle_buffered(wr, inbuf, max).await {
                         return end;
                     }
-                    if inbuf.capacity() - inbuf.len() < 256 {
-                        inbuf.reserve(4096);
+                    if filled && inbuf.capacity() < READ_BUFFER_MAX {
+                        inbuf.reserve(inbuf.capacity().max(1024));
                     }
                 }
                 o = self.rx.recv(), if room => {

@@ -11,6 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus::{Encoder, Registry, TextEncoder};
 use strata_broker::Broker;
+use strata_mqtt::Hub;
 use tokio::net::TcpListener;
 
 /// What the admin handlers read.
@@ -18,6 +19,7 @@ use tokio::net::TcpListener;
 pub struct AdminState {
     pub broker: Arc<Broker>,
     pub registry: Registry,
+    pub mqtt: Arc<Hub>,
 }
 
 /// Serves the admin API until the listener fails.
@@ -50,6 +52,7 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     }
     let mut text = String::from_utf8(out).unwrap_or_default();
     render_broker(&state.broker, &mut text);
+    render_mqtt(&state.mqtt, &mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
@@ -134,5 +137,49 @@ fn render_broker(broker: &Broker, out: &mut String) {
         for (engine, s) in &stats {
             let _ = writeln!(out, "{name}{{engine=\"{engine}\"}} {}", value(s));
         }
+    }
+}
+
+/// MQTT front-end figures.
+fn render_mqtt(hub: &Hub, out: &mut String) {
+    let m = &hub.metrics;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let rows: [(&str, &str, &str, u64); 5] = [
+        (
+            "strata_mqtt_connections",
+            "gauge",
+            "Open MQTT connections",
+            load(&m.connections),
+        ),
+        (
+            "strata_mqtt_sessions",
+            "gauge",
+            "MQTT sessions, connected or not",
+            hub.session_count() as u64,
+        ),
+        (
+            "strata_mqtt_messages_in_total",
+            "counter",
+            "PUBLISH packets received from MQTT clients",
+            load(&m.messages_in),
+        ),
+        (
+            "strata_mqtt_messages_out_total",
+            "counter",
+            "PUBLISH packets sent to MQTT clients",
+            load(&m.messages_out),
+        ),
+        (
+            "strata_mqtt_dropped_total",
+            "counter",
+            "Deliveries dropped because a subscriber stayed too slow",
+            load(&m.dropped),
+        ),
+    ];
+    for (name, kind, help, value) in rows {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
     }
 }

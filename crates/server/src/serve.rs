@@ -108,6 +108,7 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         AdminState {
             broker: broker.clone(),
             registry,
+            mqtt: mqtt.hub().clone(),
         },
     ));
     let result = tokio::select! {

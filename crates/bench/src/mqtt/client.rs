@@ -90,6 +90,19 @@ pub async fn connect(
         TcpSocket::new_v6()?
     };
     if let Some(ip) = bind {
+        // Choose the port at connect time, so that ports in TIME_WAIT from an earlier run
+        // against another server port stay usable.
+        let yes: libc::c_int = 1;
+        // SAFETY: a valid socket descriptor and an int option of the right size.
+        unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&socket),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&yes as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
         socket.bind(SocketAddr::new(ip, 0))?;
     }
     let stream = socket.connect(server).await?;

@@ -287,6 +287,19 @@ impl Drop for Mosquitto {
     }
 }
 
+fn nofile() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        0
+    }
+}
+
 fn qos_of(q: u8) -> QoS {
     QoS::from_u8(q).unwrap_or(QoS::Level0)
 }
@@ -353,7 +366,10 @@ async fn measure(
     match args.case {
         Case::Throughput => throughput(args, addr, &mut r).await?,
         Case::Latency => latency(args, addr, &mut r).await?,
-        Case::Connections => connections(args, addr, pid, &mut r).await?,
+        Case::Connections => {
+            let net = if server == "strata" { 1 } else { 2 };
+            connections(args, addr, pid, net, &mut r).await?
+        }
     }
     Ok(r)
 }
@@ -545,27 +561,35 @@ async fn latency(args: &MqttArgs, addr: SocketAddr, r: &mut Report) -> Result<()
     };
     let (prd, mut pwr) = client::connect(addr, None, &format!("bench-lpub-{run}"), 300).await?;
     let topic = TopicName::try_from(topic_s.as_str()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    // Acknowledgements are read and dropped; QoS 2 is not used for latency.
+    // Acknowledgements are read and dropped.
     let drain = tokio::spawn(async move {
         let mut rd = prd;
         while rd.next().await.is_ok() {}
     });
+    // The publisher paces itself on a thread of its own with the OS's fine-grained sleep, so
+    // that messages leave evenly spaced rather than in bursts per timer tick.
     let period = Duration::from_nanos(1_000_000_000 / args.rate.max(1));
-    let start = tokio::time::Instant::now();
     let size = args.payload_bytes.max(16);
-    for seq in 0..total {
-        let due = start + period * seq as u32;
-        if tokio::time::Instant::now() < due {
-            tokio::time::sleep_until(due).await;
+    let handle = tokio::runtime::Handle::current();
+    let start = Instant::now();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        for seq in 0..total {
+            let due = start + period * seq as u32;
+            let now = Instant::now();
+            if now < due {
+                std::thread::sleep(due - now);
+            }
+            let mut p = BytesMut::with_capacity(size);
+            p.put_u64(origin.elapsed().as_nanos() as u64);
+            p.put_u64(seq);
+            p.resize(size, b'x');
+            let pid = (seq % 65_535 + 1) as u16;
+            pwr.push(&client::publish(&topic, qos, pid, p.freeze()));
+            handle.block_on(pwr.flush())?;
         }
-        let mut p = BytesMut::with_capacity(size);
-        p.put_u64(origin.elapsed().as_nanos() as u64);
-        p.put_u64(seq);
-        p.resize(size, b'x');
-        let pid = (seq % 65_535 + 1) as u16;
-        pwr.push(&client::publish(&topic, qos, pid, p.freeze()));
-        pwr.flush().await?;
-    }
+        Ok(())
+    })
+    .await??;
     let secs = start.elapsed().as_secs_f64();
     let (got, _) = sub.await??;
     drain.abort();
@@ -592,20 +616,35 @@ async fn connections(
     args: &MqttArgs,
     addr: SocketAddr,
     pid: Option<u32>,
+    net: u8,
     r: &mut Report,
 ) -> Result<()> {
     let run = format!("{}-{}", std::process::id(), unix_time());
+    // One descriptor per connection here and in the server; refuse rather than hang.
+    let limit = nofile();
+    if args.connections as u64 + 200 > limit {
+        bail!(
+            "{} connections need as many descriptors, and the limit here is {limit} (ulimit -n; raising it needs root with CAP_SYS_RESOURCE)",
+            args.connections
+        );
+    }
     let before = pid.and_then(rss_kib);
     let start = Instant::now();
     let limit = Arc::new(Semaphore::new(256));
     let mut tasks = Vec::with_capacity(args.connections);
     for i in 0..args.connections {
-        // A loopback source address per 20,000 connections: one address has ~28,000 ports.
-        let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1 + (i / 20_000) as u8));
+        // A loopback source address per 20,000 connections (one address has ~28,000 ports),
+        // and other addresses for each server.
+        let ip = IpAddr::V4(Ipv4Addr::new(127, 0, net, 1 + (i / 20_000) as u8));
         let permit = limit.clone().acquire_owned().await?;
         let id = format!("bench-idle-{run}-{i}");
         tasks.push(tokio::spawn(async move {
-            let c = client::connect(addr, Some(ip), &id, 900).await;
+            let c = tokio::time::timeout(
+                Duration::from_secs(10),
+                client::connect(addr, Some(ip), &id, 900),
+            )
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("no CONNACK within 10 s")));
             drop(permit);
             c
         }));
