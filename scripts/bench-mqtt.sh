@@ -40,27 +40,41 @@ ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 mkdir -p "$(dirname "$results")"
 node_dir="$(mktemp -d)"
 
-"$STRATA_BIN" serve --data-dir "$node_dir/data" --kafka-addr 127.0.0.1:0 \
-  --admin-addr 127.0.0.1:0 --mqtt-addr 127.0.0.1:0 >"$node_dir/serve.log" 2>&1 &
-node_pid=$!
+node_pid=""
+addr=""
+starts=0
+# start_node: a node on free ports with empty data; sets node_pid and addr.
+start_node() {
+  rm -rf "$node_dir/data"
+  starts=$((starts + 1))
+  local log="$node_dir/serve-$starts.log"
+  "$STRATA_BIN" serve --data-dir "$node_dir/data" --kafka-addr 127.0.0.1:0 \
+    --admin-addr 127.0.0.1:0 --mqtt-addr 127.0.0.1:0 >"$log" 2>&1 &
+  node_pid=$!
+  addr=""
+  for _ in $(seq 1 300); do
+    addr="$(sed -n 's/.*strata listening .*mqtt=\([0-9.:]*\) .*/\1/p' "$log")"
+    [ -n "$addr" ] && return 0
+    kill -0 "$node_pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "the node did not start listening" >&2
+  exit 1
+}
 stop_node() {
-  kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null || true
-  if grep -qE ' (WARN|ERROR) ' "$node_dir/serve.log"; then
+  [ -n "$node_pid" ] && { kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null || true; }
+  node_pid=""
+}
+finish() {
+  stop_node
+  if cat "$node_dir"/serve-*.log 2>/dev/null | grep -qE ' (WARN|ERROR) '; then
     echo "bench-mqtt: the node logged warnings or errors:" >&2
-    grep -E ' (WARN|ERROR) ' "$node_dir/serve.log" | tail -20 >&2
+    cat "$node_dir"/serve-*.log | grep -E ' (WARN|ERROR) ' | tail -20 >&2
   fi
   rm -rf "$node_dir"
 }
-trap stop_node EXIT
-
-addr=""
-for _ in $(seq 1 300); do
-  addr="$(sed -n 's/.*strata listening .*mqtt=\([0-9.:]*\) .*/\1/p' "$node_dir/serve.log")"
-  [ -n "$addr" ] && break
-  kill -0 "$node_pid" 2>/dev/null || { cat "$node_dir/serve.log" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "the node did not start listening" >&2; exit 1; }
+trap finish EXIT
+start_node
 echo "bench-mqtt: node at $addr" >&2
 
 passed=0
@@ -93,6 +107,8 @@ for _ in $(seq 1 "$repeats"); do
     done
     case_ quick/qos1/2-2/100B --qos 1 --publishers 2 --subscribers 2 --messages 1000
     case_ quick/latency/qos0/100B/1000 --case latency --rate 1000 --duration-secs 1
+    # Memory per connection is measured on a fresh node: freed memory is not given back.
+    stop_node; start_node
     case_ quick/connections/200 --case connections --connections 200
   else
     # Throughput: 1 publisher → 1 subscriber, and 4 → 4 (each subscriber gets every message).
@@ -104,8 +120,11 @@ for _ in $(seq 1 "$repeats"); do
     # Latency at a fixed rate.
     case_ latency/qos0/100B/10000 --case latency --qos 0 --rate 10000 --duration-secs 10
     case_ latency/qos1/100B/10000 --case latency --qos 1 --rate 10000 --duration-secs 10
-    # Idle connections: server memory per connection.
+    # Idle connections: server memory per connection, on a fresh node (a node's freed memory
+    # is not given back to the OS, so a second run would read near zero).
+    stop_node; start_node
     case_ "connections/$conns" --case connections --connections "$conns"
+    stop_node; start_node
   fi
 done
 echo "bench-mqtt: $passed passed, $failed failed" >&2
