@@ -17,8 +17,16 @@ use strata_record::{Batch, BatchBuilder, Compression, Record, TimestampType, spl
 /// Must match INLINE_MAX in the script: longer values are described by length and CRC-32C.
 const INLINE_MAX: usize = 1024;
 
+/// The crate's directory as cargo gives it when running the test (a build reused from another
+/// checkout would carry that checkout's compile-time path).
+fn crate_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    crate_dir().join("tests/fixtures")
 }
 
 fn hex(b: &[u8]) -> String {
@@ -422,7 +430,7 @@ fn builder_output_decodes_with_kafka_python() {
         );
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/gen-record-fixtures.py");
+    let script = crate_dir().join("../../scripts/gen-record-fixtures.py");
     let out = Command::new(&python)
         .arg(script)
         .arg("--check")
