@@ -5,15 +5,31 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-function freePort() {
-  return new Promise((resolve, reject) => {
+const handedOut = new Set();
+
+function tryPort(port) {
+  return new Promise((resolve) => {
     const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
+    s.once('error', () => resolve(null));
+    s.listen(port, '127.0.0.1', () => {
+      const { port: bound } = s.address();
+      s.close(() => resolve(bound));
     });
-    s.on('error', reject);
   });
+}
+
+// A free port below the ephemeral range (32768 and up on Linux), so that no client connection
+// made meanwhile can take it before the server binds it.
+async function freePort() {
+  for (let i = 0; i < 500; i++) {
+    const port = 10000 + Math.floor(Math.random() * 22000);
+    if (handedOut.has(port)) continue;
+    if ((await tryPort(port)) !== null) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  return tryPort(0);
 }
 
 export async function startStrata() {

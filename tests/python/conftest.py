@@ -7,6 +7,7 @@ tests talk to it only through real clients.
 
 import os
 import pathlib
+import random
 import re
 import signal
 import socket
@@ -29,7 +30,33 @@ def strata_bin():
     return path
 
 
+_handed_out = set()
+
+
+def _ephemeral_range():
+    try:
+        lo, hi = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port():
+    """A free port below the ephemeral range, so that no client connection made meanwhile
+    (which takes its local port from that range) can occupy it before the server binds it."""
+    lo, _ = _ephemeral_range()
+    if lo > 11000:
+        for _ in range(500):
+            port = random.randint(10000, lo - 1)
+            if port in _handed_out:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
