@@ -33,8 +33,9 @@ def produce(bootstrap, topic, values, key=None, partition=None, **conf):
     assert not errors, errors
 
 
-def consume(bootstrap, topic, count, group=None, timeout=30, **conf):
-    """Reads `count` messages with a confluent-kafka consumer; returns (partition, offset, key, value)."""
+def consume(bootstrap, topic, count, group=None, timeout=30, with_headers=False, **conf):
+    """Reads `count` messages with a confluent-kafka consumer; returns (partition, offset, key,
+    value), and the headers as a fifth item `with_headers`."""
     c = Consumer({
         "bootstrap.servers": bootstrap,
         "group.id": group or f"reader-{time.monotonic_ns()}",
@@ -50,7 +51,8 @@ def consume(bootstrap, topic, count, group=None, timeout=30, **conf):
             if m is None:
                 continue
             assert m.error() is None, m.error()
-            out.append((m.partition(), m.offset(), m.key(), m.value()))
+            row = (m.partition(), m.offset(), m.key(), m.value())
+            out.append(row + (m.headers() or [],) if with_headers else row)
     finally:
         c.close()
     return out

@@ -13,12 +13,13 @@ import threading
 import time
 
 import paho.mqtt.client as mqtt
-from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 from paho.mqtt.client import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from helpers import consume
 
 from conftest import open_clients, strata_bin
 
@@ -730,22 +731,6 @@ def kafka_topics(bootstrap):
 
 def consume_records(bootstrap, topic, count, timeout=15):
     """Reads `count` records from the start of `topic`: (partition, offset, key, value, headers)."""
-    c = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"mqtt-reader-{time.monotonic_ns()}",
-        "auto.offset.reset": "earliest",
-    })
-    c.subscribe([topic])
-    out = []
-    deadline = time.time() + timeout
-    try:
-        while len(out) < count and time.time() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            assert m.error() is None, m.error()
-            out.append((m.partition(), m.offset(), m.key(), m.value(), m.headers() or []))
-    finally:
-        c.close()
+    out = consume(bootstrap, topic, count, timeout=timeout, with_headers=True)
     assert len(out) == count, f"read {len(out)} of {count} records from {topic}: {out}"
     return out

@@ -27,7 +27,7 @@ use anyhow::{Context, Result, bail};
 use strata_storage::StorageSpec;
 
 pub use args::{Acks, Codec, DurabilityArg, EngineArg, KafkaArgs, Mode, ModelArg, Plan};
-pub use host::Host;
+pub use host::{Host, nofile_limit};
 pub use latency::Latencies;
 pub use report::Report;
 

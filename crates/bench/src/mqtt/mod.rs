@@ -29,7 +29,7 @@ use mqtt_proto::{QoS, TopicName};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::kafka::{Host, Latencies};
+use crate::kafka::{Host, Latencies, nofile_limit};
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -284,19 +284,6 @@ impl Drop for Mosquitto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn nofile() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct passed.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        lim.rlim_cur
-    } else {
-        0
     }
 }
 
@@ -621,7 +608,7 @@ async fn connections(
 ) -> Result<()> {
     let run = format!("{}-{}", std::process::id(), unix_time());
     // One descriptor per connection here and in the server; refuse rather than hang.
-    let limit = nofile();
+    let limit = nofile_limit();
     if args.connections as u64 + 200 > limit {
         bail!(
             "{} connections need as many descriptors, and the limit here is {limit} (ulimit -n; raising it needs root with CAP_SYS_RESOURCE)",
