@@ -575,7 +575,7 @@ impl Conn {
 
     fn outbound(&mut self, o: Outbound) -> Result<(), End> {
         let Outbound::Deliver(d) = o;
-        self.deliver(d);
+        self.deliver(*d);
         Ok(())
     }
 

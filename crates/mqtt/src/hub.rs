@@ -39,8 +39,9 @@ pub struct Delivery {
 /// What a connection's outbound channel carries.
 #[derive(Debug)]
 pub enum Outbound {
-    /// Send this message.
-    Deliver(Delivery),
+    /// Send this message. Boxed: a channel allocates room for 32 items up front, and idle
+    /// connections are many.
+    Deliver(Box<Delivery>),
 }
 
 /// Live (in-memory) part of a session.
@@ -154,13 +155,17 @@ pub struct Hub {
 }
 
 /// Capacity of a connection's outbound channel. A publisher finding it full waits (see
-/// `SLOW_SUBSCRIBER_WAIT`), then drops the message for that subscriber, as Mosquitto drops
+/// `SLOW_SUBSCRIBER_WAIT[_QOS]`), then drops the message for that subscriber, as Mosquitto drops
 /// beyond `max_queued_messages`.
 pub const OUTBOUND_CAPACITY: usize = 10_000;
 
-/// How long a publisher waits for a full subscriber queue before the message is dropped for
-/// that subscriber.
+/// How long a publisher waits for a full subscriber queue before a QoS 0 message is dropped
+/// for that subscriber.
 pub const SLOW_SUBSCRIBER_WAIT: Duration = Duration::from_millis(100);
+/// The same for QoS 1 and 2, which are dropped only if the subscriber takes nothing for this
+/// long (two clients publishing to each other with both queues full wait this out, then one
+/// message goes).
+pub const SLOW_SUBSCRIBER_WAIT_QOS: Duration = Duration::from_secs(5);
 
 impl Hub {
     /// Opens the MQTT state: stored sessions (offline), their subscriptions and retained
@@ -364,9 +369,8 @@ impl Hub {
             }
         }
         while let Ok(o) = rx.try_recv() {
-            if let Outbound::Deliver(d) = o
-                && d.qos != QoS::Level0
-            {
+            let Outbound::Deliver(d) = o;
+            if d.qos != QoS::Level0 {
                 keep.push(d.msg);
             }
         }
@@ -545,12 +549,18 @@ impl Hub {
         self.queue_offline(offline).await
     }
 
-    /// Waits, up to `SLOW_SUBSCRIBER_WAIT` each, for room in the outbound queues that were
-    /// full, so that a slow subscriber slows its publishers down (as TCP would) rather than
-    /// losing messages; past the wait the message is dropped for that subscriber.
-    async fn wait_for_slow(&self, blocked: Vec<(mpsc::Sender<Outbound>, Delivery)>) {
+    /// Waits, up to `SLOW_SUBSCRIBER_WAIT` (QoS 0) or `SLOW_SUBSCRIBER_WAIT_QOS` (QoS 1, 2)
+    /// each, for room in the outbound queues that were full, so that a slow subscriber slows
+    /// its publishers down (as TCP would) rather than losing messages; past the wait the
+    /// message is dropped for that subscriber.
+    async fn wait_for_slow(&self, blocked: Vec<(mpsc::Sender<Outbound>, Box<Delivery>)>) {
         for (tx, d) in blocked {
-            match tokio::time::timeout(SLOW_SUBSCRIBER_WAIT, tx.send(Outbound::Deliver(d))).await {
+            let wait = if d.qos == QoS::Level0 {
+                SLOW_SUBSCRIBER_WAIT
+            } else {
+                SLOW_SUBSCRIBER_WAIT_QOS
+            };
+            match tokio::time::timeout(wait, tx.send(Outbound::Deliver(d))).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => {}
                 Err(_) => {
@@ -567,7 +577,7 @@ impl Hub {
             // It may have come online while this waited.
             let tx = session.live.lock().tx.clone();
             if let Some(tx) = tx {
-                self.wait_for_slow(vec![(tx, d)]).await;
+                self.wait_for_slow(vec![(tx, Box::new(d))]).await;
                 continue;
             }
             if !session.persistent() {
@@ -588,7 +598,7 @@ impl Hub {
         msg: &Arc<Message>,
     ) -> (
         Vec<(Arc<Session>, Delivery)>,
-        Vec<(mpsc::Sender<Outbound>, Delivery)>,
+        Vec<(mpsc::Sender<Outbound>, Box<Delivery>)>,
     ) {
         let matches = self.subs.read().matches(&msg.topic);
         if matches.direct.is_empty() && matches.shared.is_empty() {
@@ -629,7 +639,7 @@ impl Hub {
             let tx = session.live.lock().tx.clone();
             if let Some(tx) = tx {
                 if let Err(mpsc::error::TrySendError::Full(Outbound::Deliver(d))) =
-                    tx.try_send(Outbound::Deliver(d))
+                    tx.try_send(Outbound::Deliver(Box::new(d)))
                 {
                     blocked.push((tx, d));
                 }
