@@ -80,6 +80,18 @@ impl Kafka {
                 conn::ConnError::Frame(FrameError::Closed) => {
                     tracing::debug!(%peer, "kafka connection closed by the client");
                 }
+                // A client that leaves while a response is on its way (a consumer closing
+                // during a long-poll fetch) is not a fault.
+                conn::ConnError::Io(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::BrokenPipe
+                            | std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    tracing::debug!(%peer, reason = %e, "kafka client left before its response was written");
+                }
                 e => tracing::warn!(%peer, reason = %e, "closing kafka connection"),
             }
         }
