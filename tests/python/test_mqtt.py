@@ -792,3 +792,45 @@ def test_mqtt_metrics(server):
     assert values["strata_mqtt_dropped_total"] == 0
     sub.close()
     pub.close()
+
+
+@VERSIONS
+def test_unacknowledged_flows_resume_on_reconnect(server, version):
+    """A persistent session's outbound QoS 1/2 flows cut by a disconnect go on with the same
+    packet identifiers: an unacknowledged PUBLISH comes again with DUP set, and a PUBREL
+    without PUBCOMP comes again before anything else."""
+    clean = {"clean": False} if version == V311 else {"clean": False, "props": [("SessionExpiryInterval", 300)]}
+    sub = RawClient(server, version)
+    sub.connect("resume-sub", **clean)
+    sub.send(subscribe_packet(1, [("resume/#", 2)], version))
+    sub.expect(SUBACK)
+    pub = RawClient(server, version)
+    pub.connect("resume-pub")
+    pub.send(publish_packet("resume/a", b"q1", qos=1, pid=1, version=version))
+    pub.expect(PUBACK)
+    pub.send(publish_packet("resume/b", b"q2", qos=2, pid=2, version=version))
+    pub.expect(PUBREC)
+    pub.send(ack_packet(PUBREL, 2, version))
+    pub.expect(PUBCOMP)
+
+    first = [sub.expect(PUBLISH), sub.expect(PUBLISH)]
+    assert [(m.payload, m.dup) for m in first] == [(b"q1", False), (b"q2", False)]
+    sub.close()  # nothing acknowledged
+
+    sub = RawClient(server, version)
+    assert sub.connect("resume-sub", **clean).session_present
+    again = [sub.expect(PUBLISH), sub.expect(PUBLISH)]
+    assert [(m.payload, m.pid, m.dup) for m in again] == [
+        (b"q1", first[0].pid, True), (b"q2", first[1].pid, True)]
+    sub.send(ack_packet(PUBACK, again[0].pid, version))
+    sub.send(ack_packet(PUBREC, again[1].pid, version))
+    assert sub.expect(PUBREL).pid == again[1].pid
+    sub.close()  # PUBREL not completed
+
+    sub = RawClient(server, version)
+    assert sub.connect("resume-sub", **clean).session_present
+    assert sub.expect(PUBREL).pid == again[1].pid
+    sub.send(ack_packet(PUBCOMP, again[1].pid, version))
+    sub.silent()
+    sub.close()
+    pub.close()

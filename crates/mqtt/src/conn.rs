@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::auth::{Identity, Login};
 use crate::hub::{
-    Attached, Delivery, Hub, NEVER, OUTBOUND_CAPACITY, Outbound, Session, split_shared,
+    Attached, Delivery, Hub, Leftovers, NEVER, OUTBOUND_CAPACITY, Outbound, Session, split_shared,
 };
 use crate::message::{Message, Props, now_ms};
 use crate::packet::{self, BadInput, FirstPacket, Version, disconnect};
@@ -337,7 +337,8 @@ struct Conn {
     client_alias_max: u16,
     problem_info: bool,
     next_pid: u16,
-    inflight: BTreeMap<u16, (Stage, Delivery)>,
+    /// Outbound QoS 1/2 by packet id; a PUBREL resent after a reconnect has no delivery.
+    inflight: BTreeMap<u16, (Stage, Option<Delivery>)>,
     pending: VecDeque<Delivery>,
     out_aliases: HashMap<Arc<str>, u16>,
     in_aliases: HashMap<u16, TopicName>,
@@ -357,6 +358,13 @@ impl Conn {
 
     fn start_backlog(&mut self, attached: Attached) {
         self._guard = Some(attached.guard);
+        // QoS 2 flows an earlier connection left at PUBREL go on from there.
+        for pid in attached.pubrel {
+            if let Ok(p) = Pid::try_from(pid) {
+                self.send(&v5::Packet::Pubrel(v5::Pubrel::new_success(p)));
+                self.inflight.insert(pid, (Stage::Comp, None));
+            }
+        }
         self.backlog_end = attached.backlog_end;
         for d in attached.backlog {
             if let Some(o) = d.queue_offset {
@@ -415,9 +423,15 @@ impl Conn {
 
         // Hand undelivered messages back to the session.
         let mut unsent: Vec<Delivery> = Vec::new();
-        for (_, (stage, d)) in std::mem::take(&mut self.inflight) {
-            if !matches!(stage, Stage::Comp) {
-                unsent.push(d);
+        let mut pubrel: Vec<u16> = Vec::new();
+        for (pid, (stage, d)) in std::mem::take(&mut self.inflight) {
+            match (stage, d) {
+                (Stage::Comp, _) => pubrel.push(pid),
+                (_, Some(mut d)) => {
+                    d.pid = Some(pid);
+                    unsent.push(d);
+                }
+                (_, None) => {}
             }
         }
         unsent.extend(self.pending.drain(..));
@@ -430,9 +444,12 @@ impl Conn {
                 &self.session,
                 self.conn_no,
                 self.expiry,
-                unsent,
+                Leftovers {
+                    unsent,
+                    pubrel,
+                    trim_to,
+                },
                 &mut self.rx,
-                trim_to,
             )
             .await
         {
@@ -595,32 +612,41 @@ impl Conn {
             return;
         }
         if d.qos == QoS::Level0 {
-            self.write_publish(&d, QosPid::Level0, now);
+            self.write_publish(&d, QosPid::Level0, now, false);
             return;
         }
         if self.inflight.len() >= usize::from(self.client_receive_max) {
             self.pending.push_back(d);
             return;
         }
-        let pid = self.take_pid();
+        // A message an earlier connection sent goes again with its packet id and DUP.
+        let again = d
+            .pid
+            .filter(|p| !self.inflight.contains_key(p))
+            .and_then(|p| Pid::try_from(p).ok());
+        let pid = match again {
+            Some(p) => p,
+            None => self.take_pid(),
+        };
         let (qos_pid, stage) = if d.qos == QoS::Level1 {
             (QosPid::Level1(pid), Stage::Ack)
         } else {
             (QosPid::Level2(pid), Stage::Rec)
         };
-        if self.write_publish(&d, qos_pid, now) {
-            self.inflight.insert(pid.value(), (stage, d));
+        if self.write_publish(&d, qos_pid, now, again.is_some()) {
+            self.inflight.insert(pid.value(), (stage, Some(d)));
         } else {
             self.completed(&d);
         }
     }
 
     /// Encodes one PUBLISH; returns false if it was dropped for the client's size limit.
-    fn write_publish(&mut self, d: &Delivery, qos_pid: QosPid, now: i64) -> bool {
+    fn write_publish(&mut self, d: &Delivery, qos_pid: QosPid, now: i64, dup: bool) -> bool {
         let m = &d.msg;
         let mut topic = TopicName::try_from(m.topic.clone()).expect("topic checked on publish");
         let mut p = v5::Publish::new(qos_pid, topic.clone(), m.payload.clone());
         p.retain = d.retain;
+        p.dup = dup;
         let before = self.out.len();
         if self.version.is_v5() {
             let props = &mut p.properties;
@@ -692,16 +718,27 @@ impl Conn {
         match p {
             v5::Packet::Publish(p) => self.on_publish(p).await?,
             v5::Packet::Puback(a) => {
-                if let Some((Stage::Ack, d)) = self.inflight.remove(&a.pid.value()) {
-                    self.completed(&d);
-                    self.refill();
+                let pid = a.pid.value();
+                match self.inflight.remove(&pid) {
+                    Some((Stage::Ack, d)) => {
+                        if let Some(d) = d {
+                            self.completed(&d);
+                        }
+                        self.refill();
+                    }
+                    Some(other) => {
+                        self.inflight.insert(pid, other);
+                    }
+                    None => {}
                 }
             }
             v5::Packet::Pubrec(r) => {
                 let pid = r.pid.value();
                 match self.inflight.remove(&pid) {
                     Some((Stage::Rec, d)) => {
-                        self.completed(&d);
+                        if let Some(d) = &d {
+                            self.completed(d);
+                        }
                         if (r.reason_code as u8) < 0x80 {
                             self.inflight.insert(pid, (Stage::Comp, d));
                             self.send(&v5::Packet::Pubrel(v5::Pubrel::new_success(r.pid)));
@@ -947,6 +984,7 @@ impl Conn {
                         retain: true,
                         sub_ids: sub_id.into_iter().collect(),
                         queue_offset: None,
+                        pid: None,
                     });
                 }
             }

@@ -34,6 +34,9 @@ pub struct Delivery {
     pub sub_ids: Vec<u32>,
     /// Offset in the session's queue, when it came from there.
     pub queue_offset: Option<u64>,
+    /// The packet id it was last sent with, when an earlier connection of the session sent it
+    /// without seeing it acknowledged: it is sent again with that id and DUP set.
+    pub pid: Option<u16>,
 }
 
 /// What a connection's outbound channel carries.
@@ -65,6 +68,9 @@ pub struct Live {
     pub will_timer: Option<tokio::task::AbortHandle>,
     /// Inbound QoS 2 packet ids received but not yet released (PUBREL).
     pub awaiting_rel: HashSet<u16>,
+    /// Outbound QoS 2 packet ids whose PUBREL was sent but not completed: sent again on
+    /// reconnect.
+    pub pubrel: Vec<u16>,
 }
 
 impl Live {
@@ -73,6 +79,7 @@ impl Live {
             expiry: self.expiry,
             subs: self.subs.clone(),
             queue: self.queue,
+            pubrel: self.pubrel.clone(),
         }
     }
 }
@@ -119,8 +126,22 @@ pub struct Attached {
     pub backlog_end: Option<u64>,
     /// This connection's number within the session.
     pub conn: u64,
+    /// PUBRELs to send again, first.
+    pub pubrel: Vec<u16>,
     /// Holds the session against other connections until dropped, after detach.
     pub guard: OwnedMutexGuard<()>,
+}
+
+/// What a connection leaves unfinished when it ends.
+#[derive(Debug, Default)]
+pub struct Leftovers {
+    /// Deliveries not completed (with the packet id they were sent with, if sent).
+    pub unsent: Vec<Delivery>,
+    /// QoS 2 packet ids whose PUBREL was sent but not completed.
+    pub pubrel: Vec<u16>,
+    /// How far the session queue may be trimmed: the client acknowledged everything of the
+    /// backlog before this offset.
+    pub trim_to: Option<u64>,
 }
 
 /// Counters for metrics.
@@ -197,6 +218,7 @@ impl Hub {
                     expiry: meta.expiry,
                     subs: meta.subs,
                     queue: meta.queue,
+                    pubrel: meta.pubrel,
                     offline_since: Some(Instant::now()),
                     ..Live::default()
                 };
@@ -270,6 +292,7 @@ impl Hub {
                 let subs = std::mem::take(&mut live.subs);
                 let queue = live.queue.take();
                 live.awaiting_rel.clear();
+                live.pubrel.clear();
                 (had, queue, subs)
             } else {
                 (had, None, BTreeMap::new())
@@ -294,7 +317,7 @@ impl Hub {
         if let Some(q) = queue {
             let (messages, end) = self.store.read_queue(q).await?;
             let now = now_ms();
-            for (offset, m) in messages {
+            for (offset, m, pid) in messages {
                 if m.expired(now) {
                     continue;
                 }
@@ -305,18 +328,20 @@ impl Hub {
                     retain: false,
                     sub_ids: Vec::new(),
                     queue_offset: Some(offset),
+                    pid,
                 });
             }
             backlog_end = Some(end);
         }
-        let (conn, meta) = {
+        let (conn, meta, pubrel) = {
             let mut live = session.live.lock();
+            let pubrel = std::mem::take(&mut live.pubrel);
             live.conn += 1;
             live.tx = Some(tx);
             live.kick = Some(kick);
             live.offline_since = None;
             live.expiry = expiry;
-            (live.conn, (expiry > 0).then(|| live.meta()))
+            (live.conn, (expiry > 0).then(|| live.meta()), pubrel)
         };
         if let Some(meta) = meta {
             self.store.save_session(client_id, &meta).await?;
@@ -328,22 +353,26 @@ impl Hub {
             backlog,
             backlog_end,
             conn,
+            pubrel,
             guard,
         })
     }
 
-    /// Detaches a connection. `unsent` are deliveries it had not completed: for a persistent
-    /// session they go back to the front of its queue (after trimming what the client
-    /// acknowledged of the backlog, up to `trim_to`).
+    /// Detaches a connection, with what it leaves unfinished: for a persistent session its
+    /// undelivered messages go back to the front of its queue.
     pub async fn detach(
         &self,
         session: &Arc<Session>,
         conn: u64,
         expiry: u32,
-        unsent: Vec<Delivery>,
+        left: Leftovers,
         rx: &mut mpsc::Receiver<Outbound>,
-        trim_to: Option<u64>,
     ) -> Result<()> {
+        let Leftovers {
+            unsent,
+            pubrel,
+            trim_to,
+        } = left;
         let _q = session.queue_lock.lock().await;
         let (persistent, queue) = {
             let mut live = session.live.lock();
@@ -354,6 +383,7 @@ impl Hub {
             live.kick = None;
             live.offline_since = Some(Instant::now());
             live.expiry = expiry;
+            live.pubrel = pubrel;
             (expiry > 0, live.queue)
         };
         if !persistent {
@@ -362,16 +392,16 @@ impl Hub {
         }
         // Backlog messages at or after `trim_to` are still in the queue; everything else the
         // client did not complete goes back to it.
-        let mut keep: Vec<Arc<Message>> = Vec::new();
+        let mut keep: Vec<(Arc<Message>, Option<u16>)> = Vec::new();
         for d in unsent {
             if d.queue_offset.is_none() && d.qos != QoS::Level0 {
-                keep.push(d.msg);
+                keep.push((d.msg, d.pid));
             }
         }
         while let Ok(o) = rx.try_recv() {
             let Outbound::Deliver(d) = o;
             if d.qos != QoS::Level0 {
-                keep.push(d.msg);
+                keep.push((d.msg, None));
             }
         }
         if let (Some(q), Some(to)) = (queue, trim_to) {
@@ -584,7 +614,7 @@ impl Hub {
                 continue;
             }
             let q = self.queue_of(&session).await?;
-            self.store.append(q, &[d.msg]).await?;
+            self.store.append(q, &[(d.msg, None)]).await?;
         }
         Ok(())
     }
@@ -635,6 +665,7 @@ impl Hub {
                 retain: rap && msg.retain,
                 sub_ids,
                 queue_offset: None,
+                pid: None,
             };
             let tx = session.live.lock().tx.clone();
             if let Some(tx) = tx {

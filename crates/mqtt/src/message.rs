@@ -30,6 +30,8 @@ pub mod header {
     /// Client id of the MQTT publisher. Records carrying it were delivered to MQTT
     /// subscribers when published, so the storage-to-MQTT direction skips them.
     pub const ORIGIN: &str = "mqtt.origin";
+    /// In a session queue only: the packet id a message was last sent with.
+    pub const PID: &str = "mqtt.pid";
     /// Prefix of every header MQTT owns.
     pub const PREFIX: &str = "mqtt.";
 }
@@ -113,7 +115,13 @@ impl Message {
 
     /// Appends the message to `builder` as one record.
     pub fn push_record(&self, builder: &mut BatchBuilder) {
+        self.push_record_with_pid(builder, None);
+    }
+
+    /// As [`Message::push_record`], with the packet id it was last sent with (session queues).
+    pub fn push_record_with_pid(&self, builder: &mut BatchBuilder, pid: Option<u16>) {
         let qos = [b'0' + self.qos as u8];
+        let pid = pid.map(|p| p.to_string());
         let expiry = self.props.message_expiry.map(|e| e.to_string());
         let mut headers: Vec<(&str, Option<&[u8]>)> = Vec::with_capacity(4);
         headers.push((header::QOS, Some(&qos)));
@@ -137,6 +145,9 @@ impl Message {
         }
         if let Some(e) = &expiry {
             headers.push((header::MESSAGE_EXPIRY, Some(e.as_bytes())));
+        }
+        if let Some(p) = &pid {
+            headers.push((header::PID, Some(p.as_bytes())));
         }
         for up in &self.props.user_properties {
             headers.push((&up.name, Some(up.value.as_bytes())));

@@ -42,6 +42,9 @@ pub struct SessionMeta {
     pub subs: BTreeMap<String, SubOptions>,
     /// Queue shard, once one was needed.
     pub queue: Option<u32>,
+    /// Outbound QoS 2 packet ids whose PUBREL awaits PUBCOMP.
+    #[serde(default)]
+    pub pubrel: Vec<u16>,
 }
 
 /// Durable session descriptions and retained messages in the state log, and session queues.
@@ -165,22 +168,25 @@ impl Store {
         }
     }
 
-    /// Appends messages to a queue in one batch, fsynced when this returns.
-    pub async fn append(&self, queue: u32, messages: &[Arc<Message>]) -> Result<()> {
+    /// Appends messages to a queue in one batch, fsynced when this returns. A packet id goes
+    /// with a message that was sent once and is to be sent again with it.
+    pub async fn append(&self, queue: u32, messages: &[(Arc<Message>, Option<u16>)]) -> Result<()> {
         if messages.is_empty() {
             return Ok(());
         }
         let mut b = BatchBuilder::new(Compression::None);
-        for m in messages {
-            m.push_record(&mut b);
+        for (m, pid) in messages {
+            m.push_record_with_pid(&mut b, *pid);
         }
         let batch = Batch::validate(b.build()?)?;
         self.engine.append(&shard(queue), batch).await?;
         Ok(())
     }
 
-    /// Every message in a queue with its offset, and the offset after the last.
-    pub async fn read_queue(&self, queue: u32) -> Result<(Vec<(u64, Message)>, u64)> {
+    /// Every message in a queue with its offset and any earlier packet id, and the offset
+    /// after the last.
+    #[allow(clippy::type_complexity)]
+    pub async fn read_queue(&self, queue: u32) -> Result<(Vec<(u64, Message, Option<u16>)>, u64)> {
         let id = shard(queue);
         let bounds = self.engine.bounds(&id).await?;
         let mut out = Vec::new();
@@ -200,8 +206,15 @@ impl Store {
                     if offset < bounds.log_start {
                         continue;
                     }
+                    let pid = r
+                        .headers
+                        .iter()
+                        .find(|h| h.key.as_ref() == crate::message::header::PID.as_bytes())
+                        .and_then(|h| h.value.as_ref())
+                        .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u16>().ok())
+                        .filter(|p| *p != 0);
                     if let Some(m) = Message::from_record(&r, "", QoS::Level1) {
-                        out.push((offset, m));
+                        out.push((offset, m, pid));
                     }
                 }
             }
