@@ -568,6 +568,19 @@ def test_will_delay_interval(server):
     watcher.no_message(2.5)
 
 
+def test_will_sent_when_the_session_ends_before_the_delay(server):
+    """The will goes at the earlier of its delay and the end of the session [MQTT-3.1.3-9]."""
+    watcher = connected(server, V5)
+    watcher.subscribe("we/#", 1)
+    c = connected(server, V5, "we-a", props=properties("CONNECT", SessionExpiryInterval=1),
+                  will={"topic": "we/a", "payload": b"ended", "qos": 1,
+                        "properties": properties("WILLMESSAGE", WillDelayInterval=30)})
+    c.drop()
+    start = time.monotonic()
+    m = watcher.message(timeout=4)
+    assert (m.topic, m.payload) == ("we/a", b"ended") and time.monotonic() - start < 4
+
+
 # --- keep-alive ---------------------------------------------------------------------------------
 
 

@@ -441,11 +441,9 @@ impl Hub {
     }
 
     async fn remove_session(&self, session: &Arc<Session>) {
+        // A pending will is left to fire: it was scheduled for no later than the session's end.
         let (subs, queue, had_meta) = {
             let mut live = session.live.lock();
-            if let Some(t) = live.will_timer.take() {
-                t.abort();
-            }
             (
                 std::mem::take(&mut live.subs),
                 live.queue.take(),
