@@ -15,8 +15,8 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::args::Plan;
-use super::latency::Latencies;
 use super::values::{is_warmup, stamp_of};
+use crate::storage::measure::Latencies;
 
 /// librdkafka stops fetching a partition whose local queue is over `queued.min.messages` and,
 /// since 2.1, waits `fetch.queue.backoff.ms` (default 1000) before fetching it again. A

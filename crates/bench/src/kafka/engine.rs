@@ -19,8 +19,8 @@ use strata_storage::memory::MemoryEngine;
 use strata_storage::{Engine, EngineKind, Model, Piece, ShardId, StorageSpec};
 use tokio::sync::Barrier;
 
-use super::latency::Latencies;
 use super::values::fill_pseudo_random;
+use crate::storage::measure::Latencies;
 
 /// Distinct batches appended in turn.
 const POOL: usize = 16;

@@ -12,8 +12,6 @@ mod admin;
 mod args;
 mod consume;
 mod engine;
-mod host;
-mod latency;
 mod pace;
 mod produce;
 mod report;
@@ -27,9 +25,10 @@ use anyhow::{Context, Result, bail};
 use strata_storage::StorageSpec;
 
 pub use args::{Acks, Codec, DurabilityArg, EngineArg, KafkaArgs, Mode, ModelArg, Plan};
-pub use host::{Host, nofile_limit};
-pub use latency::Latencies;
 pub use report::Report;
+
+use crate::storage::measure::Latencies;
+use crate::storage::os::Host;
 
 use admin::Admin;
 use consume::{Consumed, EndToEnd};
@@ -171,7 +170,7 @@ fn measure(
     };
     // Write back what the node (and earlier runs) left dirty, so the reference does not pay
     // for it.
-    host::settle(dir)?;
+    crate::storage::os::settle(dir)?;
     let read = plan.args.mode == Mode::Consume;
     let reference = runtime
         .block_on(engine::measure(spec, load, read, dir))

@@ -20,10 +20,10 @@ use rdkafka::producer::{
 };
 
 use super::args::{Amount, Plan};
-use super::latency::Latencies;
 use super::pace::{self, Lag, Schedule};
 use super::stats::BatchTotals;
 use super::values::Values;
+use crate::storage::measure::Latencies;
 
 /// How often librdkafka reports statistics, in milliseconds.
 const STATS_INTERVAL_MS: u64 = 100;

@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::host::Host;
+use crate::storage::os::Host;
 
 /// Everything one run measured, with the configuration and host it was measured on.
 #[derive(Debug, Clone, Serialize)]

@@ -29,7 +29,8 @@ use mqtt_proto::{QoS, TopicName};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::kafka::{Host, Latencies, nofile_limit};
+use crate::storage::measure::Latencies;
+use crate::storage::os::{Host, nofile_limit};
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -146,7 +146,8 @@ impl Host {
     }
 }
 
-fn nofile_limit() -> u64 {
+/// The soft limit on open descriptors (`ulimit -n`), 0 if unknown.
+pub fn nofile_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
