@@ -177,6 +177,13 @@ async fn read_all(
                     {
                         p.log_start_offset = log_start as i64;
                         p.high_watermark = high_watermark as i64;
+                    } else if matches!(
+                        e,
+                        BrokerError::Storage(strata_storage::StorageError::ShardNotFound(_))
+                    ) {
+                        // The topic was deleted while the fetch waited: the client is told
+                        // UNKNOWN_TOPIC_OR_PARTITION; nothing is wrong with the node.
+                        tracing::debug!(topic = %topic.name, partition = w.index, "fetch of a deleted partition");
                     } else {
                         tracing::warn!(topic = %topic.name, partition = w.index, error = %e, "fetch failed");
                     }
