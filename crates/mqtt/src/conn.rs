@@ -140,9 +140,6 @@ where
         }
         Err(b) => {
             tracing::warn!(%peer, reason = %b, "closing MQTT connection: bad CONNECT");
-            if b.code == DisconnectReasonCode::MalformedPacket {
-                return None;
-            }
             return None;
         }
     };

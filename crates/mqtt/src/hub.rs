@@ -633,13 +633,12 @@ impl Hub {
             return (Vec::new(), Vec::new());
         }
         // One delivery per client: the highest granted QoS, every subscription identifier.
-        let mut targets: Vec<(Arc<str>, u8, bool, Vec<u32>)> =
-            Vec::with_capacity(matches.direct.len());
+        let mut targets = Targets::with_capacity(matches.direct.len());
         for (client, opts) in matches.direct {
             if opts.no_local && msg.origin.as_ref() == Some(&client) {
                 continue;
             }
-            merge(&mut targets, client, opts);
+            targets.merge(client, opts);
         }
         let sessions = self.sessions.read();
         for pick in matches.shared {
@@ -648,11 +647,11 @@ impl Hub {
                 .map(|i| &pick.members[(pick.start + i) % n])
                 .find(|(c, _)| sessions.get(c).is_some_and(|s| s.live.lock().tx.is_some()))
                 .unwrap_or(&pick.members[pick.start % n]);
-            merge(&mut targets, chosen.0.clone(), chosen.1);
+            targets.merge(chosen.0.clone(), chosen.1);
         }
         let mut offline = Vec::new();
         let mut blocked = Vec::new();
-        for (client, qos, rap, sub_ids) in targets {
+        for (client, qos, rap, sub_ids) in targets.list {
             let Some(session) = sessions.get(&client) else {
                 continue;
             };
@@ -716,15 +715,55 @@ impl Hub {
     }
 }
 
-fn merge(targets: &mut Vec<(Arc<str>, u8, bool, Vec<u32>)>, client: Arc<str>, opts: SubOptions) {
-    if let Some(t) = targets.iter_mut().find(|t| t.0 == client) {
-        t.1 = t.1.max(opts.qos);
-        t.2 |= opts.retain_as_published;
-        if let Some(id) = opts.id {
-            t.3.push(id);
+/// One delivery per client: (client, highest granted QoS, retain as published, subscription
+/// identifiers). Clients are found by a linear scan while few, by an index once many, so that
+/// a topic with thousands of subscribers does not cost a scan per subscriber.
+struct Targets {
+    list: Vec<(Arc<str>, u8, bool, Vec<u32>)>,
+    index: Option<HashMap<Arc<str>, usize>>,
+}
+
+impl Targets {
+    /// Past this many clients the index is built.
+    const SCAN: usize = 8;
+
+    fn with_capacity(n: usize) -> Self {
+        Targets {
+            list: Vec::with_capacity(n),
+            index: None,
         }
-    } else {
-        targets.push((
+    }
+
+    fn position(&mut self, client: &Arc<str>) -> Option<usize> {
+        if self.index.is_none() && self.list.len() > Self::SCAN {
+            self.index = Some(
+                self.list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (t.0.clone(), i))
+                    .collect(),
+            );
+        }
+        match &self.index {
+            Some(index) => index.get(client).copied(),
+            None => self.list.iter().position(|t| t.0 == *client),
+        }
+    }
+
+    fn merge(&mut self, client: Arc<str>, opts: SubOptions) {
+        if let Some(i) = self.position(&client) {
+            let t = &mut self.list[i];
+            t.1 = t.1.max(opts.qos);
+            t.2 |= opts.retain_as_published;
+            if let Some(id) = opts.id {
+                t.3.push(id);
+            }
+            return;
+        }
+        if let Some(index) = &mut self.index {
+            index.insert(client.clone(), self.list.len());
+        }
+        self.list.push((
             client,
             opts.qos,
             opts.retain_as_published,
@@ -741,4 +780,40 @@ pub fn split_shared(filter: &str) -> (Option<&str>, &str) {
         return (Some(group), f);
     }
     (None, filter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(qos: u8, id: u32) -> SubOptions {
+        SubOptions {
+            qos,
+            no_local: false,
+            retain_as_published: qos == 1,
+            retain_handling: 0,
+            id: Some(id),
+        }
+    }
+
+    #[test]
+    fn targets_keep_one_entry_per_client_by_scan_and_by_index() {
+        for clients in [3usize, 50] {
+            let mut t = Targets::with_capacity(0);
+            for round in 0..2u8 {
+                for i in 0..clients {
+                    t.merge(
+                        Arc::from(format!("c{i}")),
+                        opts(round, u32::from(round) + 1),
+                    );
+                }
+            }
+            assert_eq!(t.list.len(), clients);
+            for (i, (client, qos, rap, ids)) in t.list.iter().enumerate() {
+                assert_eq!(&**client, format!("c{i}"));
+                assert_eq!((*qos, *rap), (1, true));
+                assert_eq!(ids, &[1, 2]);
+            }
+        }
+    }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, Result};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use mqtt_proto::QoS;
 use serde::{Deserialize, Serialize};
 use strata_broker::Broker;
@@ -231,9 +231,7 @@ impl Store {
 
 fn decode_messages(bytes: Bytes) -> Result<Vec<Message>> {
     let mut out = Vec::new();
-    let mut buf = BytesMut::new();
-    buf.extend_from_slice(&bytes);
-    for raw in split_batches(buf.freeze()) {
+    for raw in split_batches(bytes) {
         let batch = Batch::validate(raw?)?;
         for r in batch.records()? {
             if let Some(m) = Message::from_record(&r?, "", QoS::Level0) {
