@@ -46,7 +46,7 @@ impl Broker {
     pub async fn open(config: BrokerConfig) -> Result<Arc<Broker>> {
         std::fs::create_dir_all(&config.data_dir).map_err(StorageError::from)?;
         let lock = lock_data_dir(&config.data_dir)?;
-        let engines = Engines::open(&config.data_dir, &config.file_options)?;
+        let engines = Engines::open(&config).await?;
         let state_engine = engines.for_spec(&strata_storage::StorageSpec::default())?;
         let (state, live) = StateLog::open(state_engine).await?;
         let cluster_id = match live.get("cluster") {

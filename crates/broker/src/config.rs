@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use strata_mysql::MysqlOptions;
+use strata_rocksdb::RocksOptions;
 use strata_storage::StorageSpec;
 use strata_storage::file::FileOptions;
 
@@ -22,6 +24,10 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay_ms: u64,
     /// Tuning of the file engines.
     pub file_options: FileOptions,
+    /// Tuning of the RocksDB engine's database (under `data_dir/rocksdb`, opened on first use).
+    pub rocksdb: RocksOptions,
+    /// The MySQL server for `storage.engine=mysql`; none: that engine is unavailable.
+    pub mysql: Option<MysqlOptions>,
     /// Run retention and garbage collection this often.
     pub maintenance_interval_ms: u64,
 }
@@ -37,6 +43,8 @@ impl BrokerConfig {
             num_partitions: 1,
             group_initial_rebalance_delay_ms: 3000,
             file_options: FileOptions::default(),
+            rocksdb: RocksOptions::default(),
+            mysql: None,
             maintenance_interval_ms: 30_000,
         }
     }

@@ -1,26 +1,87 @@
 //! The engines a topic can choose, opened once per broker.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
-use strata_storage::file::{DedicatedEngine, FileOptions, SharedEngine};
+use strata_mysql::{MysqlDb, MysqlEngine};
+use strata_rocksdb::{RocksDb, RocksEngine, RocksOptions};
+use strata_storage::file::{DedicatedEngine, SharedEngine};
 use strata_storage::memory::MemoryEngine;
 use strata_storage::{Engine, EngineKind, Model, StorageSpec};
 
-use crate::{BrokerError, Result};
+use crate::{BrokerConfig, BrokerError, Result};
 
-/// One instance of every engine this build has.
+/// One engine per (kind, model). RocksDB's database is opened on first use (or at start if it
+/// exists); MySQL's pool only if a server is configured.
 #[derive(Debug, Clone)]
 pub struct Engines {
     memory: Arc<MemoryEngine>,
     dedicated: Arc<DedicatedEngine>,
     shared: Arc<SharedEngine>,
+    rocks: Arc<LazyRocks>,
+    mysql: Option<[Arc<MysqlEngine>; 2]>,
+}
+
+#[derive(Debug)]
+struct LazyRocks {
+    path: PathBuf,
+    options: RocksOptions,
+    engines: OnceLock<[Arc<RocksEngine>; 2]>,
+    opening: parking_lot::Mutex<()>,
+}
+
+impl LazyRocks {
+    fn get(&self) -> Result<&[Arc<RocksEngine>; 2]> {
+        if let Some(e) = self.engines.get() {
+            return Ok(e);
+        }
+        let _one = self.opening.lock();
+        if let Some(e) = self.engines.get() {
+            return Ok(e);
+        }
+        let db = RocksDb::open(&self.path, self.options.clone())?;
+        tracing::info!(path = %self.path.display(), "RocksDB engine opened");
+        let engines = [
+            Arc::new(db.engine(Model::Dedicated)),
+            Arc::new(db.engine(Model::Shared)),
+        ];
+        Ok(self.engines.get_or_init(|| engines))
+    }
+}
+
+fn pick<T: Engine>(pair: &[Arc<T>; 2], model: Model) -> Arc<dyn Engine> {
+    match model {
+        Model::Dedicated => pair[0].clone(),
+        Model::Shared => pair[1].clone(),
+    }
 }
 
 impl Engines {
-    /// Opens (and recovers) the file engines under `data_dir/file/`.
-    pub fn open(data_dir: &Path, options: &FileOptions) -> Result<Self> {
-        let file = data_dir.join("file");
+    /// Opens (and recovers) the file engines under `data_dir/file/`, the RocksDB database under
+    /// `data_dir/rocksdb/` if it exists, and the MySQL pool if a server is configured.
+    pub async fn open(config: &BrokerConfig) -> Result<Self> {
+        let file = config.data_dir.join("file");
+        let options = &config.file_options;
+        let rocks = Arc::new(LazyRocks {
+            path: config.data_dir.join("rocksdb"),
+            options: config.rocksdb.clone(),
+            engines: OnceLock::new(),
+            opening: parking_lot::Mutex::new(()),
+        });
+        if rocks.path.join("CURRENT").exists() {
+            rocks.get()?;
+        }
+        let mysql = match &config.mysql {
+            Some(options) => {
+                let db = MysqlDb::connect(options.clone()).await?;
+                tracing::info!(server = db.server(), "MySQL engine connected");
+                Some([
+                    Arc::new(db.engine(Model::Dedicated)),
+                    Arc::new(db.engine(Model::Shared)),
+                ])
+            }
+            None => None,
+        };
         Ok(Engines {
             memory: Arc::new(MemoryEngine::new()),
             dedicated: Arc::new(DedicatedEngine::open(
@@ -28,6 +89,8 @@ impl Engines {
                 options.clone(),
             )?),
             shared: Arc::new(SharedEngine::open(file.join("shared"), options.clone())?),
+            rocks,
+            mysql,
         })
     }
 
@@ -37,18 +100,36 @@ impl Engines {
             (EngineKind::Memory, _) => Ok(self.memory.clone()),
             (EngineKind::File, Model::Dedicated) => Ok(self.dedicated.clone()),
             (EngineKind::File, Model::Shared) => Ok(self.shared.clone()),
+            (EngineKind::Rocksdb, model) => Ok(pick(self.rocks.get()?, model)),
+            (EngineKind::Mysql, model) => match &self.mysql {
+                Some(pair) => Ok(pick(pair, model)),
+                None => Err(BrokerError::config(
+                    "storage.engine=mysql needs a MySQL server: start strata with \
+                     --mysql-url mysql://USER:PASS@HOST:PORT/DB (or mysql.url in the config file)",
+                )),
+            },
             (other, _) => Err(BrokerError::config(format!(
-                "storage.engine={other} is not available in this build of Strata (available: memory, file)"
+                "storage.engine={other} is not available in this build of Strata \
+                 (available: memory, file, rocksdb, mysql)"
             ))),
         }
     }
 
-    /// Every engine, for maintenance, metrics and shutdown.
+    /// Every opened engine, for maintenance, metrics and shutdown.
     pub fn all(&self) -> Vec<(&'static str, Arc<dyn Engine>)> {
-        vec![
+        let mut all: Vec<(&'static str, Arc<dyn Engine>)> = vec![
             ("memory", self.memory.clone() as Arc<dyn Engine>),
             ("file-dedicated", self.dedicated.clone()),
             ("file-shared", self.shared.clone()),
-        ]
+        ];
+        if let Some([d, s]) = self.rocks.engines.get() {
+            all.push(("rocksdb-dedicated", d.clone()));
+            all.push(("rocksdb-shared", s.clone()));
+        }
+        if let Some([d, s]) = &self.mysql {
+            all.push(("mysql-dedicated", d.clone()));
+            all.push(("mysql-shared", s.clone()));
+        }
+        all
     }
 }

@@ -76,6 +76,21 @@ pub struct ServeArgs {
     /// MQTT Topic Alias Maximum for client-to-server aliases [default: 16].
     #[arg(long)]
     pub mqtt_topic_alias_max: Option<u16>,
+    /// MySQL-compatible server for topics with storage.engine=mysql,
+    /// as mysql://USER:PASS@HOST:PORT/DB [default: none: the mysql engine is unavailable].
+    #[arg(long, value_name = "URL")]
+    pub mysql_url: Option<String>,
+    /// Connections in the MySQL pool [default: 16].
+    #[arg(long)]
+    pub mysql_max_connections: Option<u32>,
+}
+
+/// The `[mysql]` table of the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct MysqlFile {
+    url: Option<String>,
+    max_connections: Option<u32>,
 }
 
 /// The `[mqtt]` table of the TOML file.
@@ -111,6 +126,8 @@ struct FileConfig {
     max_request_bytes: Option<usize>,
     #[serde(default)]
     mqtt: MqttFile,
+    #[serde(default)]
+    mysql: MysqlFile,
 }
 
 /// Resolved MQTT settings.
@@ -140,6 +157,7 @@ pub struct ServeConfig {
     pub group_initial_rebalance_delay_ms: u64,
     pub max_request_bytes: usize,
     pub mqtt: MqttSettings,
+    pub mysql: Option<strata_mysql::MysqlOptions>,
 }
 
 impl ServeConfig {
@@ -173,8 +191,20 @@ impl ServeConfig {
         };
         default_spec.validate()?;
         let mqtt = resolve_mqtt(args, &file.mqtt)?;
+        let mysql = args
+            .mysql_url
+            .clone()
+            .or(file.mysql.url.clone())
+            .map(|url| {
+                let mut o = strata_mysql::MysqlOptions::new(url);
+                if let Some(n) = args.mysql_max_connections.or(file.mysql.max_connections) {
+                    o.max_connections = n.max(1);
+                }
+                o
+            });
         Ok(ServeConfig {
             mqtt,
+            mysql,
             data_dir: pick!(data_dir, PathBuf::from("./data")),
             kafka_addr: pick!(kafka_addr, "0.0.0.0:9092".into()),
             kafka_advertised_addr: args

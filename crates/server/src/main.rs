@@ -25,7 +25,7 @@ struct Cli {
 enum Command {
     /// Run a node: Kafka and MQTT listeners and the admin API, embedded storage, no external
     /// service.
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Create, list, describe, delete and alter topics on a running node.
     Topic(cli::TopicArgs),
     /// MQTT tools.

@@ -167,6 +167,32 @@ impl StorageSpec {
         ]
     }
 
+    /// The spec as text, one `name=value` property per line (how non-file engines store it).
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for (k, v) in self.to_properties() {
+            out.push_str(k);
+            out.push('=');
+            out.push_str(&v);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Parses [`StorageSpec::to_text`]'s output.
+    pub fn from_text(text: &str) -> Result<Self> {
+        let props = text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                l.split_once('=').ok_or_else(|| {
+                    StorageError::InvalidSpec(format!("stored spec line {l:?} has no '='"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::from_properties(StorageSpec::default(), props)
+    }
+
     /// Applies topic configs on top of `base`. Unknown names and invalid values are errors that
     /// name the config. Durability follows Kafka: `flush.messages=1` fsyncs before the
     /// acknowledgement, `flush.ms=N` fsyncs at most N ms later, neither leaves it to the OS; the
@@ -373,6 +399,7 @@ mod tests {
             )
             .unwrap();
             assert_eq!(back, spec);
+            assert_eq!(StorageSpec::from_text(&spec.to_text()).unwrap(), spec);
         }
     }
 

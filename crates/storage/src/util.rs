@@ -14,7 +14,7 @@ use crate::{Result, TimestampHit};
 ///
 /// Kafka answers timestamp lookups at record granularity (skipping records below the log
 /// start), so this decompresses one batch.
-pub(crate) fn first_record_at_or_after(
+pub fn first_record_at_or_after(
     batch: Bytes,
     timestamp: i64,
     min_offset: u64,

@@ -6,13 +6,13 @@ use anyhow::{Result, bail, ensure};
 use clap::{Args, ValueEnum};
 use strata_storage::{DEFAULT_SEGMENT_BYTES, Durability, EngineKind, MIN_SEGMENT_BYTES, Model};
 
-use super::engines::{Opener, opener};
+use super::engines::check_engine;
 use crate::size::parse_size;
 
 /// Flags of one storage benchmark run.
 #[derive(Debug, Clone, Args)]
 pub struct StorageArgs {
-    /// Engine under test: memory or file (rocksdb, mysql and s3 are named but not built yet).
+    /// Engine under test: memory, file, rocksdb or mysql (mysql needs --mysql-url).
     #[arg(long, default_value = "file", value_parser = parse_engine)]
     pub engine: EngineKind,
 
@@ -62,6 +62,11 @@ pub struct StorageArgs {
     /// (default: the current folder).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+
+    /// The mysql engine's server, mysql://USER:PASS@HOST:PORT/DB; the database should hold no
+    /// Strata tables yet.
+    #[arg(long, value_name = "URL")]
+    pub mysql_url: Option<String>,
 
     /// File engines: most files kept open at once (default: a quarter of the descriptor limit).
     #[arg(long)]
@@ -167,8 +172,6 @@ pub struct Plan {
     pub concurrency: usize,
     /// Shards to create.
     pub shards: usize,
-    /// How to open the engine.
-    pub opener: Opener,
 }
 
 impl Plan {
@@ -218,8 +221,11 @@ impl Plan {
         if memory && args.reopen {
             bail!("--reopen needs a file engine: the memory engine keeps nothing across a reopen");
         }
+        check_engine(args.engine, args.model)?;
+        if args.engine == EngineKind::Mysql && args.mysql_url.is_none() {
+            bail!("--engine mysql needs --mysql-url mysql://USER:PASS@HOST:PORT/DB");
+        }
         Ok(Plan {
-            opener: opener(args.engine, args.model)?,
             durability,
             concurrency: args.concurrency as usize,
             shards: args.shards as usize,

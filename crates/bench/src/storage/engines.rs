@@ -4,37 +4,49 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use strata_mysql::{MysqlDb, MysqlOptions};
+use strata_rocksdb::{RocksDb, RocksOptions};
 use strata_storage::file::{DedicatedEngine, FileOptions, SharedEngine};
 use strata_storage::memory::MemoryEngine;
 use strata_storage::{Engine, EngineKind, Model, Retention, StorageSpec};
 
 use super::args::Plan;
 
-/// Opens (and so recovers) an engine rooted at `dir`; engines without files ignore it.
-pub type Opener = fn(&Path, FileOptions) -> strata_storage::Result<Arc<dyn Engine>>;
-
-/// How to open the engine and model named on the command line, or why it cannot be.
-pub fn opener(engine: EngineKind, model: Model) -> Result<Opener> {
+/// Whether the engine and model named on the command line can be benchmarked.
+pub fn check_engine(engine: EngineKind, model: Model) -> Result<()> {
     match (engine, model) {
-        (EngineKind::Memory, Model::Dedicated) => Ok(|_, _| Ok(Arc::new(MemoryEngine::new()))),
-        (EngineKind::File, Model::Dedicated) => {
-            Ok(|dir, options| Ok(Arc::new(DedicatedEngine::open(dir, options)?)))
-        }
-        (EngineKind::File, Model::Shared) => {
-            Ok(|dir, options| Ok(Arc::new(SharedEngine::open(dir, options)?)))
-        }
         (EngineKind::Memory, Model::Shared) => {
             bail!("the memory engine has one model only: use --model dedicated")
         }
-        (kind @ (EngineKind::Rocksdb | EngineKind::Mysql | EngineKind::S3), _) => {
-            bail!("the {kind} engine is not built yet, so it cannot be benchmarked")
-        }
+        (EngineKind::S3, _) => bail!("the s3 engine is not built yet, so it cannot be benchmarked"),
+        _ => Ok(()),
     }
 }
 
 /// Opens (and so recovers) the plan's engine, rooted at `dir` for engines with files.
-pub fn open(plan: &Plan, dir: &Path) -> Result<Arc<dyn Engine>> {
-    (plan.opener)(dir, file_options(plan)).with_context(|| {
+pub async fn open(plan: &Plan, dir: &Path) -> Result<Arc<dyn Engine>> {
+    let (engine, model) = (plan.args.engine, plan.args.model);
+    let opened: strata_storage::Result<Arc<dyn Engine>> = match (engine, model) {
+        (EngineKind::Memory, _) => Ok(Arc::new(MemoryEngine::new())),
+        (EngineKind::File, Model::Dedicated) => {
+            DedicatedEngine::open(dir, file_options(plan)).map(|e| Arc::new(e) as Arc<dyn Engine>)
+        }
+        (EngineKind::File, Model::Shared) => {
+            SharedEngine::open(dir, file_options(plan)).map(|e| Arc::new(e) as Arc<dyn Engine>)
+        }
+        (EngineKind::Rocksdb, model) => RocksDb::open(dir, RocksOptions::default())
+            .map(|db| Arc::new(db.engine(model)) as Arc<dyn Engine>),
+        (EngineKind::Mysql, model) => {
+            let url = plan.args.mysql_url.clone().unwrap_or_default();
+            let mut options = MysqlOptions::new(url);
+            options.max_connections = (plan.concurrency as u32 + 2).max(16);
+            MysqlDb::connect(options)
+                .await
+                .map(|db| Arc::new(db.engine(model)) as Arc<dyn Engine>)
+        }
+        (EngineKind::S3, _) => bail!("the s3 engine is not built yet"),
+    };
+    opened.with_context(|| {
         format!(
             "opening the {} engine ({} model) in {}",
             plan.args.engine,

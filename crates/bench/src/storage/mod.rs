@@ -157,7 +157,7 @@ async fn measure_engine(
         ..Measured::default()
     };
     let mut target = Target {
-        engine: engines::open(plan, &dir)?,
+        engine: engines::open(plan, &dir).await?,
         ids,
         pool: pool.clone(),
         tasks: plan.concurrency,
@@ -223,7 +223,9 @@ async fn reopen(
         os::drop_from_cache(dir)?;
     }
     let t = Instant::now();
-    let engine = engines::open(plan, dir).context("reopening the engine")?;
+    let engine = engines::open(plan, dir)
+        .await
+        .context("reopening the engine")?;
     m.open = Some(t.elapsed());
     Ok(Target {
         engine,

@@ -67,7 +67,12 @@ pub(super) async fn handle(
                         out
                     }
                     Err(e) => {
-                        tracing::debug!(topic = %topic.name, partition = p.index, error = %e, "produce failed");
+                        if broker_code(&e) == code::KAFKA_STORAGE_ERROR {
+                            // The engine or its backing service failed: the operator's concern.
+                            tracing::warn!(topic = %topic.name, partition = p.index, error = %e, "produce failed");
+                        } else {
+                            tracing::debug!(topic = %topic.name, partition = p.index, error = %e, "produce failed");
+                        }
                         out.error_code = broker_code(&e);
                         out.error_message = message(e.to_string());
                         out

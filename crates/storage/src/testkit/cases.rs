@@ -62,7 +62,7 @@ fn assert_values(got: &[(u64, bytes::Bytes)], first_offset: u64, want: &[Vec<u8>
 fn skip(h: &dyn Harness, what: &str) -> bool {
     let missing = match what {
         "persistence" => !h.persistent(),
-        _ => h.data_files().is_empty() && !h.persistent(),
+        _ => !h.keeps_local_files(),
     };
     if missing {
         eprintln!("skipped: the engine has no {what}");

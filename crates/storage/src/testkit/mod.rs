@@ -40,6 +40,12 @@ pub trait Harness: Send + Sync {
     /// Files holding batch bytes, oldest first, for crash images. Empty if the engine keeps no
     /// local files.
     fn data_files(&self) -> Vec<PathBuf>;
+
+    /// True if the engine keeps batches in local files that a crash can damage (false for
+    /// engines whose bytes live in a server, such as a database's).
+    fn keeps_local_files(&self) -> bool {
+        self.persistent()
+    }
 }
 
 /// Runs one case on a fresh harness inside a multi-threaded runtime.
