@@ -69,6 +69,14 @@ low_fd_case() {
 
 file_models=(dedicated shared)
 
+# A throwaway MariaDB for the mysql cases, stopped when the script exits.
+mariadb_dir="$data/mariadb-$$"
+start_mariadb() {
+  "$root/scripts/mariadb.py" start "$mariadb_dir" >/dev/null
+  trap '"$root/scripts/mariadb.py" stop "$mariadb_dir" || true' EXIT
+}
+fresh_db() { "$root/scripts/mariadb.py" fresh "$mariadb_dir"; }
+
 if [ "$quick" = 1 ]; then
   case_ quick/memory/append --engine memory --total-bytes 4MiB
   case_ quick/memory/read --engine memory --mode read --shards 4 --concurrency 2 --total-bytes 4MiB
@@ -86,6 +94,19 @@ if [ "$quick" = 1 ]; then
   done
   low_fd_case 1024 quick/dedicated/append/2000-shards/low-fd --engine file --shards 2000 \
     --total-bytes 4MiB
+  for m in "${file_models[@]}"; do
+    case_ "quick/rocksdb/$m/append/fsync" --engine rocksdb --model "$m" --durability fsync \
+      --shards 8 --concurrency 8 --total-bytes 256KiB
+    case_ "quick/rocksdb/$m/read" --engine rocksdb --model "$m" --mode read --shards 100 \
+      --total-bytes 4MiB --reopen
+  done
+  start_mariadb
+  for m in "${file_models[@]}"; do
+    case_ "quick/mysql/$m/append" --engine mysql --model "$m" --mysql-url "$(fresh_db)" \
+      --shards 100 --concurrency 4 --total-bytes 1MiB --reopen
+    case_ "quick/mysql/$m/read" --engine mysql --model "$m" --mysql-url "$(fresh_db)" \
+      --mode read --total-bytes 2MiB
+  done
 else
   # 1. Batch size and durability, one shard, one appender.
   case_ append/memory/1KiB --engine memory --batch-bytes 1KiB --total-bytes 256MiB
@@ -152,6 +173,35 @@ else
   for m in "${file_models[@]}"; do
     case_ "append-read/$m/1KiB" --engine file --model "$m" --mode append-read \
       --record-bytes 100 --batch-bytes 1KiB --total-bytes 64MiB
+  done
+  # 6. The rocksdb and mysql engines: 1 and 10,000 shards, appends and reads. MariaDB runs on
+  # this machine (scripts/mariadb.py), with InnoDB fsyncing every commit.
+  for m in "${file_models[@]}"; do
+    r=(--engine rocksdb --model "$m")
+    case_ "rocksdb/$m/append/1KiB/os" "${r[@]}" --batch-bytes 1KiB --total-bytes 128MiB
+    case_ "rocksdb/$m/append/1KiB/fsync" "${r[@]}" --batch-bytes 1KiB --durability fsync \
+      --total-bytes 4MiB
+    case_ "rocksdb/$m/append/64KiB/fsync" "${r[@]}" --batch-bytes 64KiB --durability fsync \
+      --total-bytes 128MiB
+    case_ "rocksdb/$m/read/1KiB" "${r[@]}" --mode read --batch-bytes 1KiB --total-bytes 128MiB
+    case_ "rocksdb/$m/10000-shards/append" "${r[@]}" --shards 10000 --total-bytes 64MiB --reopen
+    case_ "rocksdb/$m/10000-shards/fsync" "${r[@]}" --shards 10000 --concurrency 64 \
+      --durability fsync --total-bytes 16MiB
+    case_ "rocksdb/$m/10000-shards/read" "${r[@]}" --mode read --shards 10000 --total-bytes 64MiB
+  done
+  start_mariadb
+  for m in "${file_models[@]}"; do
+    q=(--engine mysql --model "$m")
+    case_ "mysql/$m/append/1KiB" "${q[@]}" --mysql-url "$(fresh_db)" --batch-bytes 1KiB \
+      --total-bytes 8MiB
+    case_ "mysql/$m/append/64KiB" "${q[@]}" --mysql-url "$(fresh_db)" --batch-bytes 64KiB \
+      --total-bytes 128MiB
+    case_ "mysql/$m/read/1KiB" "${q[@]}" --mysql-url "$(fresh_db)" --mode read --batch-bytes 1KiB \
+      --total-bytes 32MiB
+    case_ "mysql/$m/10000-shards/append" "${q[@]}" --mysql-url "$(fresh_db)" --shards 10000 \
+      --concurrency 16 --total-bytes 32MiB --reopen
+    case_ "mysql/$m/10000-shards/read" "${q[@]}" --mysql-url "$(fresh_db)" --mode read \
+      --shards 10000 --concurrency 16 --total-bytes 32MiB
   done
 fi
 

@@ -5,8 +5,9 @@
 #
 #   scripts/test.sh
 #
-# Needs Rust, python3 and Debian's apt for kcat, mosquitto, mosquitto-clients and npm (installed
-# if missing). Builds go to
+# Needs Rust, python3 and Debian's apt for kcat, mosquitto, mosquitto-clients, npm,
+# mariadb-server and libclang-dev (installed if missing). The tests start their own throwaway
+# MariaDB servers on free ports; none depends on a server already running. Builds go to
 # $CARGO_TARGET_DIR, by default ~/.cache/strata/target, so repeated runs and fresh clones reuse
 # them; Python packages go to a virtualenv in ~/.cache/strata/venv.
 set -euo pipefail
@@ -26,6 +27,9 @@ command -v kcat >/dev/null || missing+=(kcat)
 command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
 command -v mosquitto >/dev/null || missing+=(mosquitto)
 command -v npm >/dev/null || missing+=(npm)
+command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+# The rocksdb crate generates its bindings with bindgen, which needs libclang.
+ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || missing+=(libclang-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -q
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"

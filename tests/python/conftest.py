@@ -189,3 +189,23 @@ def make_server(tmp_path):
 
 def unique(prefix):
     return f"{prefix}-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory):
+    """A throwaway MariaDB (scripts/mariadb.py) shared by the tests of one run."""
+    import sys
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from mariadb import MariaDb
+
+    db = MariaDb(tmp_path_factory.mktemp("mariadb")).start()
+    yield db
+    db.stop()
+
+
+@pytest.fixture
+def mysql_url(mariadb):
+    """A fresh, empty database on the test MariaDB."""
+    if mariadb.proc is None:
+        mariadb.start()
+    return mariadb.fresh_database()

@@ -135,5 +135,16 @@ fn impossible_runs_fail_with_a_reason() {
     };
     assert!(err("--engine memory --durability fsync").contains("memory"));
     assert!(err("--shards 2 --concurrency 3").contains("--concurrency"));
-    assert!(err("--engine rocksdb").contains("not built yet"));
+    assert!(err("--engine s3").contains("not built yet"));
+    assert!(err("--engine mysql").contains("--mysql-url"));
+}
+
+#[test]
+fn rocksdb_engine_modes() {
+    let append = run("--engine rocksdb --durability fsync --shards 4 --concurrency 2 --reopen");
+    assert_eq!(append["engine"], "rocksdb");
+    assert!(append["fsyncs"].as_u64().unwrap() > 0);
+    assert!(append["open_ms"].as_f64().unwrap() > 0.0);
+    let read = run("--engine rocksdb --model shared --mode read --shards 2");
+    assert!(read["reads_per_s"].as_f64().unwrap() > 0.0);
 }
