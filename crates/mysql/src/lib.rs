@@ -274,23 +274,11 @@ impl MysqlEngine {
     }
 
     fn check_spec(&self, spec: &StorageSpec) -> Result<()> {
-        spec.validate()?;
-        if spec.engine != EngineKind::Mysql || spec.model != self.model {
-            return Err(StorageError::InvalidSpec(format!(
-                "the mysql {} engine cannot hold a shard of engine {} model {}",
-                self.model, spec.engine, spec.model
-            )));
-        }
-        Ok(())
+        spec.check_held_by(EngineKind::Mysql, self.model)
     }
 
     fn out_of_range(id: &ShardId, offset: u64, s: &State) -> StorageError {
-        StorageError::OffsetOutOfRange {
-            shard: id.clone(),
-            offset,
-            log_start: s.log_start,
-            next_offset: s.next_offset,
-        }
+        StorageError::out_of_range(id, offset, s.bounds())
     }
 
     /// Takes the shard's write lock, reloading its state first if an earlier write's outcome

@@ -1,6 +1,6 @@
 //! The schema Strata creates and migrates itself; described in docs/format/mysql.md.
 
-use sqlx::{MySqlPool, Row};
+use sqlx::{AssertSqlSafe, MySqlPool, Row};
 
 /// The schema version this build writes.
 pub const VERSION: u32 = 1;
@@ -8,7 +8,8 @@ pub const VERSION: u32 = 1;
 /// Table holding every `shared`-model shard's batches.
 pub const SHARED_TABLE: &str = "strata_batches";
 
-/// Statements that bring a schema from version `i` to `i + 1`, in order.
+/// Statements that bring a schema from version `i` to `i + 1`, in order (version 1 also creates
+/// the shared batch table, [`batch_table`]).
 const MIGRATIONS: &[&[&str]] = &[&[
     "CREATE TABLE IF NOT EXISTS strata_shards (
         shard_no BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -27,18 +28,6 @@ const MIGRATIONS: &[&[&str]] = &[&[
         topic_no BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
         topic VARCHAR(249) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
         UNIQUE KEY by_name (topic)
-    ) ENGINE=InnoDB",
-    // The shared table has the same columns as every dedicated one (see batch_table).
-    "CREATE TABLE IF NOT EXISTS strata_batches (
-        shard_no BIGINT UNSIGNED NOT NULL,
-        base_offset BIGINT UNSIGNED NOT NULL,
-        last_offset BIGINT UNSIGNED NOT NULL,
-        max_ts BIGINT NOT NULL,
-        ts_mark BIGINT NOT NULL,
-        size INT UNSIGNED NOT NULL,
-        data LONGBLOB NOT NULL,
-        PRIMARY KEY (shard_no, base_offset),
-        KEY by_time (shard_no, ts_mark, base_offset)
     ) ENGINE=InnoDB",
 ]];
 
@@ -96,8 +85,13 @@ pub async fn migrate(pool: &MySqlPool) -> Result<u32, String> {
             ));
         }
         for (i, statements) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-            for statement in *statements {
-                sqlx::query(*statement)
+            let mut statements: Vec<String> = statements.iter().map(|s| s.to_string()).collect();
+            if i == 0 {
+                // The shared table has the same columns as every dedicated one.
+                statements.push(batch_table(SHARED_TABLE));
+            }
+            for statement in statements {
+                sqlx::query(AssertSqlSafe(statement))
                     .execute(&mut *conn)
                     .await
                     .map_err(e)?;

@@ -1,7 +1,7 @@
 //! Key and value layouts. Every integer is big-endian so that keys sort numerically; the layout
 //! is described in docs/format/rocksdb.md.
 
-use strata_storage::{Result, ShardId, StorageError, StorageSpec};
+use strata_storage::{Bounds, Result, ShardId, StorageError, StorageSpec};
 
 /// Column family holding every `shared`-model shard's batches.
 pub const SHARED_CF: &str = "shared";
@@ -104,6 +104,14 @@ impl ShardState {
         ShardState {
             ts_mark: i64::MIN,
             ..ShardState::default()
+        }
+    }
+
+    pub fn bounds(&self) -> Bounds {
+        Bounds {
+            log_start: self.log_start,
+            next_offset: self.next_offset,
+            size_bytes: self.size,
         }
     }
 

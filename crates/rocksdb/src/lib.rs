@@ -370,23 +370,11 @@ impl RocksEngine {
     }
 
     fn check_spec(&self, spec: &StorageSpec) -> Result<()> {
-        spec.validate()?;
-        if spec.engine != EngineKind::Rocksdb || spec.model != self.model {
-            return Err(StorageError::InvalidSpec(format!(
-                "the rocksdb {} engine cannot hold a shard of engine {} model {}",
-                self.model, spec.engine, spec.model
-            )));
-        }
-        Ok(())
+        spec.check_held_by(EngineKind::Rocksdb, self.model)
     }
 
     fn out_of_range(id: &ShardId, offset: u64, s: &ShardState) -> StorageError {
-        StorageError::OffsetOutOfRange {
-            shard: id.clone(),
-            offset,
-            log_start: s.log_start,
-            next_offset: s.next_offset,
-        }
+        StorageError::out_of_range(id, offset, s.bounds())
     }
 
     /// Index entries of a shard from its oldest, while `keep_going` says so.
@@ -638,11 +626,7 @@ impl Engine for RocksEngine {
             return Err(Self::out_of_range(id, from, &state));
         }
         let mut chunk = ReadChunk {
-            bounds: Bounds {
-                log_start: state.log_start,
-                next_offset: state.next_offset,
-                size_bytes: state.size,
-            },
+            bounds: state.bounds(),
             ..ReadChunk::default()
         };
         if from == state.next_offset {
@@ -679,12 +663,7 @@ impl Engine for RocksEngine {
     }
 
     async fn bounds(&self, id: &ShardId) -> Result<Bounds> {
-        let s = self.shard(id)?.state.lock().1;
-        Ok(Bounds {
-            log_start: s.log_start,
-            next_offset: s.next_offset,
-            size_bytes: s.size,
-        })
+        Ok(self.shard(id)?.state.lock().1.bounds())
     }
 
     async fn offset_for_timestamp(&self, id: &ShardId, ts: i64) -> Result<Option<TimestampHit>> {
@@ -732,14 +711,7 @@ impl Engine for RocksEngine {
                 return Err(Self::out_of_range(id, before, state));
             }
             self.drop_front(id, &shard, state, before, |_, _| false)?;
-            (
-                spec.durability,
-                Bounds {
-                    log_start: state.log_start,
-                    next_offset: state.next_offset,
-                    size_bytes: state.size,
-                },
-            )
+            (spec.durability, state.bounds())
         };
         self.db.made_durable(durability).await?;
         Ok(bounds)
@@ -793,14 +765,7 @@ impl Engine for RocksEngine {
                 self.db.write(wb)?;
                 *state = next;
             }
-            (
-                spec.durability,
-                Bounds {
-                    log_start: state.log_start,
-                    next_offset: state.next_offset,
-                    size_bytes: state.size,
-                },
-            )
+            (spec.durability, state.bounds())
         };
         self.db.made_durable(durability).await?;
         Ok(bounds)

@@ -81,6 +81,16 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// Builds a [`StorageError::OffsetOutOfRange`] from the shard's bounds.
+    pub fn out_of_range(shard: &ShardId, offset: u64, bounds: crate::Bounds) -> Self {
+        StorageError::OffsetOutOfRange {
+            shard: shard.clone(),
+            offset,
+            log_start: bounds.log_start,
+            next_offset: bounds.next_offset,
+        }
+    }
+
     /// Builds a [`StorageError::Corruption`].
     pub fn corruption(file: impl Into<PathBuf>, position: u64, reason: impl Into<String>) -> Self {
         StorageError::Corruption {

@@ -144,6 +144,19 @@ impl StorageSpec {
         Ok(())
     }
 
+    /// Checks the spec and that it names `engine` and `model`: what an engine instance calls
+    /// before creating or reconfiguring a shard.
+    pub fn check_held_by(&self, engine: EngineKind, model: Model) -> Result<()> {
+        self.validate()?;
+        if self.engine != engine || self.model != model {
+            return Err(StorageError::InvalidSpec(format!(
+                "the {engine} {model} engine cannot hold a shard of engine {} model {}",
+                self.engine, self.model
+            )));
+        }
+        Ok(())
+    }
+
     /// The spec as topic configs, using Kafka's names where Kafka has one.
     pub fn to_properties(&self) -> Vec<(&'static str, String)> {
         let opt = |v: Option<u64>| v.map_or_else(|| "-1".to_owned(), |v| v.to_string());
