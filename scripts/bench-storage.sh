@@ -9,6 +9,7 @@
 #   STRATA_BIN        the strata binary (default: built here with cargo build --release)
 #   STRATA_BENCH_DIR  folder for the runs' data directories (default: target/bench-data);
 #                     put it on the disk you mean to measure, never on tmpfs
+#   STRATA_BENCH_ONLY a regular expression: run only the cases whose label matches
 #
 # A failing case is reported and the matrix goes on; the last line counts passed and failed
 # cases, and the exit status is non-zero if any failed. Do not run anything heavy meanwhile.
@@ -19,7 +20,7 @@ results=""
 for arg in "$@"; do
   case "$arg" in
     --quick) quick=1 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "unknown flag $arg" >&2; exit 2 ;;
     *) results="$arg" ;;
   esac
@@ -44,6 +45,9 @@ failed=0
 case_() {
   local label="$1"
   shift
+  if [ -n "${STRATA_BENCH_ONLY:-}" ] && ! [[ "$label" =~ $STRATA_BENCH_ONLY ]]; then
+    return 0
+  fi
   echo "== $label" >&2
   if "$STRATA_BIN" bench storage --label "$label" --dir "$data" --jsonl "$results" "$@"; then
     passed=$((passed + 1))
@@ -57,6 +61,9 @@ case_() {
 low_fd_case() {
   local limit="$1" label="$2"
   shift 2
+  if [ -n "${STRATA_BENCH_ONLY:-}" ] && ! [[ "$label" =~ $STRATA_BENCH_ONLY ]]; then
+    return 0
+  fi
   echo "== $label (ulimit -n $limit)" >&2
   if (ulimit -n "$limit" && exec "$STRATA_BIN" bench storage --label "$label" --dir "$data" \
       --jsonl "$results" "$@"); then
@@ -72,6 +79,9 @@ file_models=(dedicated shared)
 # A throwaway MariaDB for the mysql cases, stopped when the script exits.
 mariadb_dir="$data/mariadb-$$"
 start_mariadb() {
+  if [ -n "${STRATA_BENCH_ONLY:-}" ] && ! [[ mysql/ =~ $STRATA_BENCH_ONLY ]]; then
+    return 0
+  fi
   "$root/scripts/mariadb.py" start "$mariadb_dir" >/dev/null
   trap '"$root/scripts/mariadb.py" stop "$mariadb_dir" || true' EXIT
 }
