@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
+#[cfg(feature = "mysql")]
 use strata_mysql::MysqlOptions;
+#[cfg(feature = "rocksdb")]
 use strata_rocksdb::RocksOptions;
 use strata_storage::StorageSpec;
 use strata_storage::file::FileOptions;
@@ -25,8 +27,10 @@ pub struct BrokerConfig {
     /// Tuning of the file engines.
     pub file_options: FileOptions,
     /// Tuning of the RocksDB engine's database (under `data_dir/rocksdb`, opened on first use).
+    #[cfg(feature = "rocksdb")]
     pub rocksdb: RocksOptions,
     /// The MySQL server for `storage.engine=mysql`; none: that engine is unavailable.
+    #[cfg(feature = "mysql")]
     pub mysql: Option<MysqlOptions>,
     /// Run retention and garbage collection this often.
     pub maintenance_interval_ms: u64,
@@ -43,7 +47,9 @@ impl BrokerConfig {
             num_partitions: 1,
             group_initial_rebalance_delay_ms: 3000,
             file_options: FileOptions::default(),
+            #[cfg(feature = "rocksdb")]
             rocksdb: RocksOptions::default(),
+            #[cfg(feature = "mysql")]
             mysql: None,
             maintenance_interval_ms: 30_000,
         }

@@ -1,9 +1,14 @@
 //! The engines a topic can choose, opened once per broker.
 
+#[cfg(feature = "rocksdb")]
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+#[cfg(feature = "rocksdb")]
+use std::sync::OnceLock;
 
+#[cfg(feature = "mysql")]
 use strata_mysql::{MysqlDb, MysqlEngine};
+#[cfg(feature = "rocksdb")]
 use strata_rocksdb::{RocksDb, RocksEngine, RocksOptions};
 use strata_storage::file::{DedicatedEngine, SharedEngine};
 use strata_storage::memory::MemoryEngine;
@@ -18,10 +23,13 @@ pub struct Engines {
     memory: Arc<MemoryEngine>,
     dedicated: Arc<DedicatedEngine>,
     shared: Arc<SharedEngine>,
+    #[cfg(feature = "rocksdb")]
     rocks: Arc<LazyRocks>,
+    #[cfg(feature = "mysql")]
     mysql: Option<[Arc<MysqlEngine>; 2]>,
 }
 
+#[cfg(feature = "rocksdb")]
 #[derive(Debug)]
 struct LazyRocks {
     path: PathBuf,
@@ -30,6 +38,7 @@ struct LazyRocks {
     opening: parking_lot::Mutex<()>,
 }
 
+#[cfg(feature = "rocksdb")]
 impl LazyRocks {
     fn get(&self) -> Result<&[Arc<RocksEngine>; 2]> {
         if let Some(e) = self.engines.get() {
@@ -49,6 +58,7 @@ impl LazyRocks {
     }
 }
 
+#[cfg(any(feature = "rocksdb", feature = "mysql"))]
 fn pick<T: Engine>(pair: &[Arc<T>; 2], model: Model) -> Arc<dyn Engine> {
     match model {
         Model::Dedicated => pair[0].clone(),
@@ -62,15 +72,18 @@ impl Engines {
     pub async fn open(config: &BrokerConfig) -> Result<Self> {
         let file = config.data_dir.join("file");
         let options = &config.file_options;
+        #[cfg(feature = "rocksdb")]
         let rocks = Arc::new(LazyRocks {
             path: config.data_dir.join("rocksdb"),
             options: config.rocksdb.clone(),
             engines: OnceLock::new(),
             opening: parking_lot::Mutex::new(()),
         });
+        #[cfg(feature = "rocksdb")]
         if rocks.path.join("CURRENT").exists() {
             rocks.get()?;
         }
+        #[cfg(feature = "mysql")]
         let mysql = match &config.mysql {
             Some(options) => {
                 let db = MysqlDb::connect(options.clone()).await?;
@@ -89,7 +102,9 @@ impl Engines {
                 options.clone(),
             )?),
             shared: Arc::new(SharedEngine::open(file.join("shared"), options.clone())?),
+            #[cfg(feature = "rocksdb")]
             rocks,
+            #[cfg(feature = "mysql")]
             mysql,
         })
     }
@@ -100,7 +115,9 @@ impl Engines {
             (EngineKind::Memory, _) => Ok(self.memory.clone()),
             (EngineKind::File, Model::Dedicated) => Ok(self.dedicated.clone()),
             (EngineKind::File, Model::Shared) => Ok(self.shared.clone()),
+            #[cfg(feature = "rocksdb")]
             (EngineKind::Rocksdb, model) => Ok(pick(self.rocks.get()?, model)),
+            #[cfg(feature = "mysql")]
             (EngineKind::Mysql, model) => match &self.mysql {
                 Some(pair) => Ok(pick(pair, model)),
                 None => Err(BrokerError::config(
@@ -109,23 +126,25 @@ impl Engines {
                 )),
             },
             (other, _) => Err(BrokerError::config(format!(
-                "storage.engine={other} is not available in this build of Strata \
-                 (available: memory, file, rocksdb, mysql)"
+                "storage.engine={other} is not available in this build of Strata"
             ))),
         }
     }
 
     /// Every opened engine, for maintenance, metrics and shutdown.
     pub fn all(&self) -> Vec<(&'static str, Arc<dyn Engine>)> {
+        #[cfg_attr(not(any(feature = "rocksdb", feature = "mysql")), allow(unused_mut))]
         let mut all: Vec<(&'static str, Arc<dyn Engine>)> = vec![
             ("memory", self.memory.clone() as Arc<dyn Engine>),
             ("file-dedicated", self.dedicated.clone()),
             ("file-shared", self.shared.clone()),
         ];
+        #[cfg(feature = "rocksdb")]
         if let Some([d, s]) = self.rocks.engines.get() {
             all.push(("rocksdb-dedicated", d.clone()));
             all.push(("rocksdb-shared", s.clone()));
         }
+        #[cfg(feature = "mysql")]
         if let Some([d, s]) = &self.mysql {
             all.push(("mysql-dedicated", d.clone()));
             all.push(("mysql-shared", s.clone()));
