@@ -643,7 +643,15 @@ impl Engine for RocksEngine {
             let value = it.value().expect("valid");
             let header =
                 BatchHeader::parse(value.get(..HEADER_LEN).unwrap_or(&[])).map_err(|e| {
-                    StorageError::corruption(self.db.path.join("shared"), 0, e.to_string())
+                    let cf = match self.model {
+                        Model::Shared => keys::SHARED_CF.to_owned(),
+                        Model::Dedicated => topic_cf(id.topic()),
+                    };
+                    StorageError::corruption(
+                        &self.db.path,
+                        0,
+                        format!("batch of shard {id} in column family {cf}: {e}"),
+                    )
                 })?;
             if (header.last_offset() as u64) < from {
                 it.next();
