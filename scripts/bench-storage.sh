@@ -83,9 +83,27 @@ start_mariadb() {
     return 0
   fi
   "$root/scripts/mariadb.py" start "$mariadb_dir" >/dev/null
-  trap '"$root/scripts/mariadb.py" stop "$mariadb_dir" || true' EXIT
+  cleanups+=('"$root/scripts/mariadb.py" stop "$mariadb_dir" || true')
 }
 fresh_db() { "$root/scripts/mariadb.py" fresh "$mariadb_dir"; }
+
+# A throwaway S3-compatible server (tools/s3-server) for the s3 cases, one bucket per run.
+s3_dir="$data/s3-$$"
+s3=()
+start_s3() {
+  if [ -n "${STRATA_BENCH_ONLY:-}" ] && ! [[ s3/ =~ $STRATA_BENCH_ONLY ]]; then
+    return 0
+  fi
+  mkdir -p "$s3_dir"
+  local endpoint
+  endpoint=$("$root/scripts/s3server.py" start "$s3_dir")
+  mkdir -p "$s3_dir/root/bench"
+  cleanups+=('"$root/scripts/s3server.py" stop "$s3_dir" || true')
+  s3=(--engine s3 --s3-endpoint "$endpoint" --s3-bucket bench --s3-access-key strata-test
+      --s3-secret-key strata-test-secret)
+}
+cleanups=()
+trap 'for c in "${cleanups[@]}"; do eval "$c"; done' EXIT
 
 if [ "$quick" = 1 ]; then
   case_ quick/memory/append --engine memory --total-bytes 4MiB
@@ -116,6 +134,15 @@ if [ "$quick" = 1 ]; then
       --shards 100 --concurrency 4 --total-bytes 1MiB --reopen
     case_ "quick/mysql/$m/read" --engine mysql --model "$m" --mysql-url "$(fresh_db)" \
       --mode read --total-bytes 2MiB
+  done
+  start_s3
+  for m in "${file_models[@]}"; do
+    case_ "quick/s3/$m/append" "${s3[@]}" --model "$m" --shards 16 --concurrency 16 \
+      --batch-bytes 16KiB --total-bytes 4MiB --s3-flush-ms 20
+    case_ "quick/s3/$m/append/wal/fsync" "${s3[@]}" --model "$m" --s3-wal --durability fsync \
+      --total-bytes 256KiB
+    case_ "quick/s3/$m/read/cold" "${s3[@]}" --model "$m" --s3-wal --mode read --cache cold \
+      --shards 4 --concurrency 4 --batch-bytes 64KiB --total-bytes 8MiB
   done
 else
   # 1. Batch size and durability, one shard, one appender.
@@ -213,6 +240,29 @@ else
     case_ "mysql/$m/10000-shards/read" "${q[@]}" --mysql-url "$(fresh_db)" --mode read \
       --shards 10000 --concurrency 16 --total-bytes 32MiB
   done
+  # 7. The s3 engine against a local S3-compatible server (tools/s3-server over this disk).
+  # Beside each line: the same bytes PUT (or GET) straight to the bucket by one writer.
+  start_s3
+  for m in "${file_models[@]}"; do
+    case_ "s3/$m/append/64KiB" "${s3[@]}" --model "$m" --shards 256 --concurrency 256 \
+      --batch-bytes 64KiB --total-bytes 1GiB
+    case_ "s3/$m/append/1KiB/wal/fsync" "${s3[@]}" --model "$m" --s3-wal --durability fsync \
+      --batch-bytes 1KiB --total-bytes 4MiB
+    case_ "s3/file-reference/$m/append/1KiB/fsync" --engine file --model "$m" --durability fsync \
+      --batch-bytes 1KiB --total-bytes 4MiB
+    case_ "s3/$m/append/1KiB/wal/os" "${s3[@]}" --model "$m" --s3-wal --batch-bytes 1KiB \
+      --total-bytes 128MiB
+    case_ "s3/$m/read/64KiB/cold" "${s3[@]}" --model "$m" --s3-wal --mode read --cache cold \
+      --shards 4 --concurrency 4 --batch-bytes 64KiB --total-bytes 512MiB
+    case_ "s3/file-reference/$m/read/64KiB/cold" --engine file --model "$m" --mode read \
+      --cache cold --shards 4 --concurrency 4 --batch-bytes 64KiB --total-bytes 512MiB
+  done
+  case_ "s3/shared/10000-shards/append" "${s3[@]}" --model shared --shards 10000 \
+    --concurrency 512 --batch-bytes 16KiB --total-bytes 1GiB
+  case_ "s3/shared/10000-shards/wal" "${s3[@]}" --model shared --s3-wal --shards 10000 \
+    --concurrency 64 --batch-bytes 1KiB --total-bytes 128MiB
+  case_ "s3/dedicated/10000-shards/append" "${s3[@]}" --model dedicated --shards 10000 \
+    --concurrency 512 --batch-bytes 16KiB --total-bytes 256MiB
 fi
 
 echo "bench-storage: $passed passed, $failed failed"

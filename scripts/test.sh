@@ -6,8 +6,9 @@
 #   scripts/test.sh
 #
 # Needs Rust, python3 and Debian's apt for kcat, mosquitto, mosquitto-clients, npm,
-# mariadb-server and libclang-dev (installed if missing). The tests start their own throwaway
-# MariaDB servers on free ports; none depends on a server already running. Builds go to
+# mariadb-server and libclang-dev (installed if missing), and builds the throwaway S3 server of
+# tools/s3-server. The tests start their own MariaDB and S3 servers on free ports; none depends
+# on a server already running. Builds go to
 # $CARGO_TARGET_DIR, by default ~/.cache/strata/target, so repeated runs and fresh clones reuse
 # them; Python packages go to a virtualenv in ~/.cache/strata/venv.
 set -euo pipefail
@@ -39,6 +40,14 @@ venv="$cache/venv"
 "$venv/bin/pip" install -q -r scripts/requirements-test.txt
 export STRATA_KAFKA_PYTHON="$venv/bin/python"
 (cd tests/node && npm ci --silent --no-audit --no-fund)
+# The throwaway S3-compatible server of the s3 engine's tests (reinstalled when its source
+# changes; built outside the workspace so that its dependencies do not change the workspace's).
+tools="$cache/tools"
+if [ ! -x "$tools/bin/strata-test-s3" ] || [ -n "$(find tools/s3-server -newer "$tools/bin/strata-test-s3" -type f)" ]; then
+  CARGO_TARGET_DIR="$cache/tools-target" cargo install --quiet --force --locked \
+    --path tools/s3-server --root "$tools"
+fi
+export STRATA_TEST_S3="$tools/bin/strata-test-s3"
 
 step "format"
 cargo fmt --all -- --check

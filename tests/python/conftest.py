@@ -209,3 +209,23 @@ def mysql_url(mariadb):
     if mariadb.proc is None:
         mariadb.start()
     return mariadb.fresh_database()
+
+
+@pytest.fixture(scope="session")
+def s3server(tmp_path_factory):
+    """A throwaway S3-compatible server (scripts/s3server.py) shared by the tests of one run."""
+    import sys
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from s3server import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_args(s3server):
+    """`strata serve` flags for a fresh, empty bucket on the test S3 server."""
+    if s3server.proc is None:
+        s3server.start()
+    return s3server.args(s3server.fresh_bucket())

@@ -135,7 +135,7 @@ fn impossible_runs_fail_with_a_reason() {
     };
     assert!(err("--engine memory --durability fsync").contains("memory"));
     assert!(err("--shards 2 --concurrency 3").contains("--concurrency"));
-    assert!(err("--engine s3").contains("not built yet"));
+    assert!(err("--engine s3").contains("--s3-bucket"));
     assert!(err("--engine mysql").contains("--mysql-url"));
 }
 

@@ -96,6 +96,9 @@ impl Broker {
             }
             self.insert_topic(topic);
         }
+        // Shards in object storage that no topic owns outlived the data directory (a node that
+        // lost its disk but kept the bucket): their topics come back.
+        self.adopt_remote_shards(&existing, &mut wanted).await?;
         // Shards no topic owns were left by a creation or deletion cut short by a crash.
         for (_, engine) in self.engines.all() {
             for (shard, _) in engine.shards().await? {
@@ -119,6 +122,55 @@ impl Broker {
             cluster_id = %self.cluster_id,
             "broker state restored"
         );
+        Ok(())
+    }
+
+    /// Recreates the topic records of s3 shards that no stored topic owns.
+    async fn adopt_remote_shards(
+        &self,
+        existing: &HashMap<ShardId, StorageSpec>,
+        wanted: &mut HashMap<ShardId, ()>,
+    ) -> Result<()> {
+        let mut orphans: BTreeMap<String, (u32, StorageSpec)> = BTreeMap::new();
+        for (shard, spec) in existing {
+            if spec.engine != strata_storage::EngineKind::S3
+                || shard.topic().starts_with(INTERNAL_PREFIX)
+                || wanted.contains_key(shard)
+            {
+                continue;
+            }
+            let e = orphans
+                .entry(shard.topic().to_owned())
+                .or_insert((0, *spec));
+            e.0 = e.0.max(shard.partition() + 1);
+        }
+        for (name, (partitions, spec)) in orphans {
+            let overrides = spec
+                .to_properties()
+                .into_iter()
+                .filter(|(k, _)| *k != "replication.factor")
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+            let meta = TopicMeta {
+                name: name.clone(),
+                id: crate::topic::format_id(&crate::topic::new_id()),
+                partitions,
+                overrides,
+                engine: spec.engine.to_string(),
+                model: spec.model.to_string(),
+                durability: Some(spec.durability.to_string()),
+            };
+            let topic = self.materialise(&meta, existing).await?;
+            for p in topic.partitions() {
+                wanted.insert(p.shard.clone(), ());
+            }
+            self.state()
+                .put(vec![crate::topics::topic_record(&meta)])
+                .await?;
+            tracing::warn!(topic = %name, partitions,
+                "topic recreated from its shards in object storage (its record was missing)");
+            self.insert_topic(topic);
+        }
         Ok(())
     }
 

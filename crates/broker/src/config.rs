@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use strata_mysql::MysqlOptions;
 #[cfg(feature = "rocksdb")]
 use strata_rocksdb::RocksOptions;
+#[cfg(feature = "s3")]
+use strata_s3::S3Options;
 use strata_storage::StorageSpec;
 use strata_storage::file::FileOptions;
 
@@ -32,6 +34,9 @@ pub struct BrokerConfig {
     /// The MySQL server for `storage.engine=mysql`; none: that engine is unavailable.
     #[cfg(feature = "mysql")]
     pub mysql: Option<MysqlOptions>,
+    /// The bucket for `storage.engine=s3`; none: that engine is unavailable.
+    #[cfg(feature = "s3")]
+    pub s3: Option<S3Options>,
     /// Run retention and garbage collection this often.
     pub maintenance_interval_ms: u64,
 }
@@ -51,6 +56,8 @@ impl BrokerConfig {
             rocksdb: RocksOptions::default(),
             #[cfg(feature = "mysql")]
             mysql: None,
+            #[cfg(feature = "s3")]
+            s3: None,
             maintenance_interval_ms: 30_000,
         }
     }

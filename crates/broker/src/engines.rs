@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 use strata_mysql::{MysqlDb, MysqlEngine};
 #[cfg(feature = "rocksdb")]
 use strata_rocksdb::{RocksDb, RocksEngine, RocksOptions};
+#[cfg(feature = "s3")]
+use strata_s3::S3Engine;
 use strata_storage::file::{DedicatedEngine, SharedEngine};
 use strata_storage::memory::MemoryEngine;
 use strata_storage::{Engine, EngineKind, Model, StorageSpec};
@@ -27,6 +29,8 @@ pub struct Engines {
     rocks: Arc<LazyRocks>,
     #[cfg(feature = "mysql")]
     mysql: Option<[Arc<MysqlEngine>; 2]>,
+    #[cfg(feature = "s3")]
+    s3: Option<[Arc<S3Engine>; 2]>,
 }
 
 #[cfg(feature = "rocksdb")]
@@ -58,7 +62,7 @@ impl LazyRocks {
     }
 }
 
-#[cfg(any(feature = "rocksdb", feature = "mysql"))]
+#[cfg(any(feature = "rocksdb", feature = "mysql", feature = "s3"))]
 fn pick<T: Engine>(pair: &[Arc<T>; 2], model: Model) -> Arc<dyn Engine> {
     match model {
         Model::Dedicated => pair[0].clone(),
@@ -68,7 +72,8 @@ fn pick<T: Engine>(pair: &[Arc<T>; 2], model: Model) -> Arc<dyn Engine> {
 
 impl Engines {
     /// Opens (and recovers) the file engines under `data_dir/file/`, the RocksDB database under
-    /// `data_dir/rocksdb/` if it exists, and the MySQL pool if a server is configured.
+    /// `data_dir/rocksdb/` if it exists, the MySQL pool if a server is configured, and the s3
+    /// engines (write-ahead logs under `data_dir/s3-wal/`) if a bucket is.
     pub async fn open(config: &BrokerConfig) -> Result<Self> {
         let file = config.data_dir.join("file");
         let options = &config.file_options;
@@ -95,6 +100,28 @@ impl Engines {
             }
             None => None,
         };
+        #[cfg(feature = "s3")]
+        let s3 = match &config.s3 {
+            Some(options) => {
+                let store = options.connect()?;
+                let wal = config.data_dir.join("s3-wal");
+                let mut pair = Vec::new();
+                for model in [Model::Dedicated, Model::Shared] {
+                    let engine = S3Engine::open(
+                        store.clone(),
+                        options,
+                        model,
+                        Some(wal.join(model.as_str())),
+                    )
+                    .await?;
+                    pair.push(Arc::new(engine));
+                }
+                tracing::info!(bucket = %options.describe(), "s3 engine opened");
+                let [d, s]: [Arc<S3Engine>; 2] = pair.try_into().expect("two models");
+                Some([d, s])
+            }
+            None => None,
+        };
         Ok(Engines {
             memory: Arc::new(MemoryEngine::new()),
             dedicated: Arc::new(DedicatedEngine::open(
@@ -106,6 +133,8 @@ impl Engines {
             rocks,
             #[cfg(feature = "mysql")]
             mysql,
+            #[cfg(feature = "s3")]
+            s3,
         })
     }
 
@@ -125,6 +154,19 @@ impl Engines {
                      --mysql-url mysql://USER:PASS@HOST:PORT/DB (or mysql.url in the config file)",
                 )),
             },
+            #[cfg(feature = "s3")]
+            (EngineKind::S3, model) => match &self.s3 {
+                Some(pair) => Ok(pick(pair, model)),
+                None => Err(BrokerError::config(
+                    "storage.engine=s3 needs a bucket: start strata with --s3-bucket NAME \
+                     (and --s3-endpoint URL for S3-compatible servers), or an [s3] table in \
+                     the config file",
+                )),
+            },
+            #[cfg_attr(
+                all(feature = "rocksdb", feature = "mysql", feature = "s3"),
+                allow(unreachable_patterns)
+            )]
             (other, _) => Err(BrokerError::config(format!(
                 "storage.engine={other} is not available in this build of Strata"
             ))),
@@ -133,7 +175,10 @@ impl Engines {
 
     /// Every opened engine, for maintenance, metrics and shutdown.
     pub fn all(&self) -> Vec<(&'static str, Arc<dyn Engine>)> {
-        #[cfg_attr(not(any(feature = "rocksdb", feature = "mysql")), allow(unused_mut))]
+        #[cfg_attr(
+            not(any(feature = "rocksdb", feature = "mysql", feature = "s3")),
+            allow(unused_mut)
+        )]
         let mut all: Vec<(&'static str, Arc<dyn Engine>)> = vec![
             ("memory", self.memory.clone() as Arc<dyn Engine>),
             ("file-dedicated", self.dedicated.clone()),
@@ -148,6 +193,11 @@ impl Engines {
         if let Some([d, s]) = &self.mysql {
             all.push(("mysql-dedicated", d.clone()));
             all.push(("mysql-shared", s.clone()));
+        }
+        #[cfg(feature = "s3")]
+        if let Some([d, s]) = &self.s3 {
+            all.push(("s3-dedicated", d.clone()));
+            all.push(("s3-shared", s.clone()));
         }
         all
     }

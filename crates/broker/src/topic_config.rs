@@ -64,10 +64,9 @@ impl TopicConfig {
             let bad =
                 |why: &str| BrokerError::config(format!("invalid value {v:?} for {name}: {why}"));
             match name.as_str() {
-                "storage.engine" | "storage.model" | "retention.ms" | "retention.bytes"
-                | "segment.bytes" | "segment.ms" | "flush.messages" | "flush.ms" => {
-                    storage.push((name, v))
-                }
+                "storage.engine" | "storage.model" | "storage.wal" | "retention.ms"
+                | "retention.bytes" | "segment.bytes" | "segment.ms" | "flush.messages"
+                | "flush.ms" => storage.push((name, v)),
                 "max.message.bytes" => {
                     max_message_bytes = v
                         .parse::<u64>()
@@ -212,6 +211,7 @@ impl TopicConfig {
 pub const SUPPORTED: &[&str] = &[
     "storage.engine",
     "storage.model",
+    "storage.wal",
     "retention.ms",
     "retention.bytes",
     "segment.bytes",

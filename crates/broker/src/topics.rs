@@ -10,7 +10,7 @@ use crate::topic::{Partition, Topic, TopicMeta, format_id};
 use crate::topic_config::{ConfigEntry, TopicConfig};
 use crate::{Broker, BrokerError, Result};
 
-fn topic_record(meta: &TopicMeta) -> (String, Option<Bytes>) {
+pub(crate) fn topic_record(meta: &TopicMeta) -> (String, Option<Bytes>) {
     let json = serde_json::to_vec(meta).expect("topic metadata serialises");
     (format!("topic/{}", meta.name), Some(Bytes::from(json)))
 }
@@ -261,7 +261,7 @@ impl Broker {
         if replace {
             for key in current.overrides.keys() {
                 if !changes.iter().any(|(k, _)| k == key)
-                    && !["storage.engine", "storage.model"].contains(&key.as_str())
+                    && !["storage.engine", "storage.model", "storage.wal"].contains(&key.as_str())
                 {
                     changes.push((key.clone(), None));
                 }
@@ -270,6 +270,7 @@ impl Broker {
         let mut default = self.config.default_spec;
         default.engine = current.spec.engine;
         default.model = current.spec.model;
+        default.wal = current.spec.wal;
         let altered = current.altered(&default, &changes)?;
         if validate_only {
             return Ok(());

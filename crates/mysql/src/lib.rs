@@ -838,6 +838,7 @@ impl Engine for MysqlEngine {
             bytes: shards.values().map(|s| s.state.lock().size).sum(),
             open_files: 0,
             fsyncs: self.db.commits.load(Ordering::Relaxed),
+            ..EngineStats::default()
         }
     }
 }

@@ -817,6 +817,7 @@ impl Engine for RocksEngine {
             bytes: shards.values().map(|s| s.state.lock().1.size).sum(),
             open_files: 0,
             fsyncs: self.db.sync.fsyncs.load(Ordering::Relaxed),
+            ..EngineStats::default()
         }
     }
 }

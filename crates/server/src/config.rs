@@ -83,6 +83,45 @@ pub struct ServeArgs {
     /// Connections in the MySQL pool [default: 16].
     #[arg(long)]
     pub mysql_max_connections: Option<u32>,
+    /// Bucket for topics with storage.engine=s3 [default: none: the s3 engine is unavailable].
+    #[arg(long, value_name = "NAME")]
+    pub s3_bucket: Option<String>,
+    /// S3-compatible endpoint, such as http://127.0.0.1:9000 for MinIO (path-style addressing)
+    /// [default: AWS, or AWS_ENDPOINT].
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Region of the bucket [default: AWS_REGION, else us-east-1].
+    #[arg(long)]
+    pub s3_region: Option<String>,
+    /// Access key [default: AWS_ACCESS_KEY_ID or the instance's credentials].
+    #[arg(long)]
+    pub s3_access_key: Option<String>,
+    /// Secret key [default: AWS_SECRET_ACCESS_KEY].
+    #[arg(long)]
+    pub s3_secret_key: Option<String>,
+    /// Key prefix of everything this node writes to the bucket [default: strata].
+    #[arg(long)]
+    pub s3_prefix: Option<String>,
+    /// Longest time an s3 append waits to be uploaded with others, in ms [default: 250].
+    #[arg(long)]
+    pub s3_flush_ms: Option<u64>,
+    /// Buffered bytes that start an upload at once [default: 8388608].
+    #[arg(long)]
+    pub s3_flush_bytes: Option<usize>,
+}
+
+/// The `[s3]` table of the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct S3File {
+    bucket: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key: Option<String>,
+    secret_key: Option<String>,
+    prefix: Option<String>,
+    flush_ms: Option<u64>,
+    flush_bytes: Option<usize>,
 }
 
 /// The `[mysql]` table of the TOML file.
@@ -128,6 +167,8 @@ struct FileConfig {
     mqtt: MqttFile,
     #[serde(default)]
     mysql: MysqlFile,
+    #[serde(default)]
+    s3: S3File,
 }
 
 /// Resolved MQTT settings.
@@ -158,6 +199,7 @@ pub struct ServeConfig {
     pub max_request_bytes: usize,
     pub mqtt: MqttSettings,
     pub mysql: Option<strata_mysql::MysqlOptions>,
+    pub s3: Option<strata_s3::S3Options>,
 }
 
 impl ServeConfig {
@@ -202,9 +244,11 @@ impl ServeConfig {
                 }
                 o
             });
+        let s3 = resolve_s3(args, &file.s3)?;
         Ok(ServeConfig {
             mqtt,
             mysql,
+            s3,
             data_dir: pick!(data_dir, PathBuf::from("./data")),
             kafka_addr: pick!(kafka_addr, "0.0.0.0:9092".into()),
             kafka_advertised_addr: args
@@ -288,6 +332,31 @@ fn read_file(path: &Path) -> Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+fn resolve_s3(args: &ServeArgs, file: &S3File) -> Result<Option<strata_s3::S3Options>> {
+    let Some(bucket) = args.s3_bucket.clone().or(file.bucket.clone()) else {
+        let set = args.s3_endpoint.is_some() || file.endpoint.is_some();
+        if set {
+            bail!("an S3 endpoint is set but no bucket: add --s3-bucket NAME (or s3.bucket)");
+        }
+        return Ok(None);
+    };
+    let mut o = strata_s3::S3Options::new(bucket);
+    o.endpoint = args.s3_endpoint.clone().or(file.endpoint.clone());
+    o.region = args.s3_region.clone().or(file.region.clone());
+    o.access_key = args.s3_access_key.clone().or(file.access_key.clone());
+    o.secret_key = args.s3_secret_key.clone().or(file.secret_key.clone());
+    if let Some(prefix) = args.s3_prefix.clone().or(file.prefix.clone()) {
+        o.prefix = prefix;
+    }
+    if let Some(ms) = args.s3_flush_ms.or(file.flush_ms) {
+        o.tuning.flush_interval = std::time::Duration::from_millis(ms.max(1));
+    }
+    if let Some(bytes) = args.s3_flush_bytes.or(file.flush_bytes) {
+        o.tuning.flush_bytes = bytes.max(1);
+    }
+    Ok(Some(o))
 }
 
 #[cfg(test)]

@@ -52,6 +52,7 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     broker_config.default_spec = config.default_spec;
     broker_config.group_initial_rebalance_delay_ms = config.group_initial_rebalance_delay_ms;
     broker_config.mysql = config.mysql.clone();
+    broker_config.s3 = config.s3.clone();
     let broker = Broker::open(broker_config)
         .await
         .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;

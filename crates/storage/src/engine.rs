@@ -155,6 +155,10 @@ pub struct EngineStats {
     pub open_files: u64,
     /// fsync calls made.
     pub fsyncs: u64,
+    /// Objects written to object storage (PUTs).
+    pub objects_written: u64,
+    /// Bytes written to object storage.
+    pub object_bytes_written: u64,
 }
 
 /// A byte range of an open file that a caller can send without copying (sendfile).

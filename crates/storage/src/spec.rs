@@ -68,6 +68,10 @@ pub struct StorageSpec {
     pub segment_bytes: u64,
     /// Roll a segment once its first batch is this old (milliseconds).
     pub segment_ms: Option<u64>,
+    /// Keep a local write-ahead log in front of a remote store (`storage.wal=local`, the s3
+    /// engine only): appends are acknowledged once the log has them, as durable as
+    /// `durability` says, and uploaded later.
+    pub wal: bool,
 }
 
 /// Kafka's default `retention.ms`: seven days.
@@ -91,6 +95,7 @@ impl Default for StorageSpec {
             },
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             segment_ms: Some(DEFAULT_RETENTION_MS),
+            wal: false,
         }
     }
 }
@@ -141,6 +146,12 @@ impl StorageSpec {
             (_, Durability::Interval(0)) => return bad("flush.ms must be positive".into()),
             _ => {}
         }
+        if self.wal && self.engine != EngineKind::S3 {
+            return bad(format!(
+                "storage.wal=local is only for storage.engine=s3, not {}",
+                self.engine
+            ));
+        }
         Ok(())
     }
 
@@ -167,7 +178,7 @@ impl StorageSpec {
                 (KAFKA_UNSET.to_owned(), KAFKA_UNSET.to_owned())
             }
         };
-        vec![
+        let mut props = vec![
             ("storage.engine", self.engine.to_string()),
             ("storage.model", self.model.to_string()),
             ("replication.factor", self.replicas.to_string()),
@@ -177,7 +188,12 @@ impl StorageSpec {
             ("segment.ms", opt(self.segment_ms)),
             ("flush.messages", flush_messages),
             ("flush.ms", flush_ms),
-        ]
+        ];
+        if self.engine == EngineKind::S3 {
+            let wal = if self.wal { "local" } else { "none" };
+            props.push(("storage.wal", wal.to_owned()));
+        }
+        props
     }
 
     /// The spec as text, one `name=value` property per line (how non-file engines store it).
@@ -246,6 +262,13 @@ impl StorageSpec {
                     flush_messages = Some(parse_positive(value).map_err(bad)?);
                 }
                 "flush.ms" => flush_ms = Some(parse_positive(value).map_err(bad)?),
+                "storage.wal" => {
+                    spec.wal = match value {
+                        "local" => true,
+                        "none" => false,
+                        _ => return Err(bad("expected local or none")),
+                    }
+                }
                 other => {
                     return Err(StorageError::InvalidSpec(format!(
                         "unknown storage config {other}"
@@ -403,6 +426,11 @@ mod tests {
                 segment_ms: None,
                 ..StorageSpec::default()
             },
+            StorageSpec {
+                engine: EngineKind::S3,
+                wal: true,
+                ..StorageSpec::default()
+            },
         ];
         for spec in specs {
             let props = spec.to_properties();
@@ -429,6 +457,8 @@ mod tests {
         assert!(err("cleanup.policy", "compact").contains("cleanup.policy"));
         assert!(err("replication.factor", "3").contains("replication factor 3"));
         assert!(err("segment.bytes", "10").contains("segment.bytes"));
+        assert!(err("storage.wal", "local").contains("storage.engine=s3"));
+        assert!(err("storage.wal", "disk").contains("storage.wal"));
     }
 
     #[test]

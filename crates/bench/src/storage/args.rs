@@ -12,7 +12,8 @@ use crate::size::parse_size;
 /// Flags of one storage benchmark run.
 #[derive(Debug, Clone, Args)]
 pub struct StorageArgs {
-    /// Engine under test: memory, file, rocksdb or mysql (mysql needs --mysql-url).
+    /// Engine under test: memory, file, rocksdb, mysql (needs --mysql-url) or s3 (needs
+    /// --s3-bucket).
     #[arg(long, default_value = "file", value_parser = parse_engine)]
     pub engine: EngineKind,
 
@@ -67,6 +68,35 @@ pub struct StorageArgs {
     /// Strata tables yet.
     #[arg(long, value_name = "URL")]
     pub mysql_url: Option<String>,
+
+    /// The s3 engine's bucket; the run writes under a fresh prefix and deletes it afterwards.
+    #[arg(long, value_name = "NAME")]
+    pub s3_bucket: Option<String>,
+
+    /// S3-compatible endpoint URL (path-style), e.g. http://127.0.0.1:9000.
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 access key (default: AWS_ACCESS_KEY_ID).
+    #[arg(long)]
+    pub s3_access_key: Option<String>,
+
+    /// S3 secret key (default: AWS_SECRET_ACCESS_KEY).
+    #[arg(long)]
+    pub s3_secret_key: Option<String>,
+
+    /// s3 engine: acknowledge appends from a local write-ahead log (`storage.wal=local`),
+    /// fsynced as --durability says, and upload later.
+    #[arg(long)]
+    pub s3_wal: bool,
+
+    /// s3 engine: longest time an append waits for its upload, in ms (default 250).
+    #[arg(long)]
+    pub s3_flush_ms: Option<u64>,
+
+    /// s3 engine: buffered bytes that start an upload at once (default 8MiB).
+    #[arg(long, value_parser = parse_size)]
+    pub s3_flush_bytes: Option<u64>,
 
     /// File engines: most files kept open at once (default: a quarter of the descriptor limit).
     #[arg(long)]
@@ -172,6 +202,8 @@ pub struct Plan {
     pub concurrency: usize,
     /// Shards to create.
     pub shards: usize,
+    /// s3 engine: the key prefix this run writes under.
+    pub s3_prefix: String,
 }
 
 impl Plan {
@@ -225,10 +257,23 @@ impl Plan {
         if args.engine == EngineKind::Mysql && args.mysql_url.is_none() {
             bail!("--engine mysql needs --mysql-url mysql://USER:PASS@HOST:PORT/DB");
         }
+        if args.engine == EngineKind::S3 && args.s3_bucket.is_none() {
+            bail!("--engine s3 needs --s3-bucket NAME (and --s3-endpoint URL for a local server)");
+        }
+        if args.s3_wal && args.engine != EngineKind::S3 {
+            bail!("--s3-wal is for --engine s3");
+        }
         Ok(Plan {
             durability,
             concurrency: args.concurrency as usize,
             shards: args.shards as usize,
+            s3_prefix: format!(
+                "strata-bench-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis())
+            ),
             args,
         })
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use strata_mysql::{MysqlDb, MysqlOptions};
 use strata_rocksdb::{RocksDb, RocksOptions};
+use strata_s3::{S3Engine, S3Options};
 use strata_storage::file::{DedicatedEngine, FileOptions, SharedEngine};
 use strata_storage::memory::MemoryEngine;
 use strata_storage::{Engine, EngineKind, Model, Retention, StorageSpec};
@@ -18,7 +19,6 @@ pub fn check_engine(engine: EngineKind, model: Model) -> Result<()> {
         (EngineKind::Memory, Model::Shared) => {
             bail!("the memory engine has one model only: use --model dedicated")
         }
-        (EngineKind::S3, _) => bail!("the s3 engine is not built yet, so it cannot be benchmarked"),
         _ => Ok(()),
     }
 }
@@ -44,7 +44,15 @@ pub async fn open(plan: &Plan, dir: &Path) -> Result<Arc<dyn Engine>> {
                 .await
                 .map(|db| Arc::new(db.engine(model)) as Arc<dyn Engine>)
         }
-        (EngineKind::S3, _) => bail!("the s3 engine is not built yet"),
+        (EngineKind::S3, model) => {
+            let options = s3_options(plan)?;
+            match options.connect() {
+                Ok(store) => S3Engine::open(store, &options, model, Some(dir.join("wal")))
+                    .await
+                    .map(|e| Arc::new(e) as Arc<dyn Engine>),
+                Err(e) => Err(e),
+            }
+        }
     };
     opened.with_context(|| {
         format!(
@@ -78,9 +86,31 @@ pub fn spec(plan: &Plan) -> Result<StorageSpec> {
         },
         segment_bytes: plan.args.segment_bytes,
         segment_ms: None,
+        wal: plan.args.s3_wal,
         ..StorageSpec::default()
     };
     spec.validate()
         .context("checking the benchmark's storage spec")?;
     Ok(spec)
+}
+
+/// The s3 engine's bucket and tuning from the flags, under a prefix unique to this run.
+pub fn s3_options(plan: &Plan) -> Result<S3Options> {
+    let a = &plan.args;
+    let bucket = a
+        .s3_bucket
+        .clone()
+        .context("--engine s3 needs --s3-bucket")?;
+    let mut o = S3Options::new(bucket);
+    o.endpoint = a.s3_endpoint.clone();
+    o.access_key = a.s3_access_key.clone();
+    o.secret_key = a.s3_secret_key.clone();
+    o.prefix = plan.s3_prefix.clone();
+    if let Some(ms) = a.s3_flush_ms {
+        o.tuning.flush_interval = std::time::Duration::from_millis(ms.max(1));
+    }
+    if let Some(bytes) = a.s3_flush_bytes {
+        o.tuning.flush_bytes = usize::try_from(bytes).context("--s3-flush-bytes")?;
+    }
+    Ok(o)
 }

@@ -14,6 +14,7 @@ pub(crate) mod measure;
 pub(crate) mod os;
 mod raw;
 mod report;
+mod s3raw;
 mod sink;
 mod workload;
 
@@ -74,6 +75,19 @@ fn baseline(plan: &Plan, pool: &BatchPool, appends: u64, data: &DataDir) -> Resu
     let mut cold_resident_pct = None;
     let (kind, phase) = match plan.args.mode {
         _ if !plan.on_disk() => ("memcpy".to_owned(), memcpy.clone()),
+        mode if plan.args.engine == strata_storage::EngineKind::S3 => {
+            let budget = (mode != Mode::Append).then(|| plan.read_budget(pool.batch_len));
+            let (put, get) = s3raw::put_get(plan, pool, appends, budget)?;
+            match (mode, get) {
+                (Mode::Read, Some(get)) => ("s3-get".to_owned(), get),
+                (Mode::AppendRead, Some(get)) => {
+                    let mut both = put;
+                    both.elapsed += get.elapsed;
+                    ("s3-put+get".to_owned(), both)
+                }
+                _ => ("s3-put".to_owned(), put),
+            }
+        }
         Mode::Append => (
             "pwrite".to_owned(),
             raw::write(&path, pool, appends, plan.durability)?,
@@ -142,6 +156,9 @@ struct Measured {
     close: Option<Duration>,
     open: Option<Duration>,
     open_files: u64,
+    /// Object storage: PUTs and bytes written from shard creation to the end, objects' bytes
+    /// left in the bucket.
+    objects: Option<(u64, u64, u64)>,
 }
 
 async fn measure_engine(
@@ -163,6 +180,7 @@ async fn measure_engine(
         tasks: plan.concurrency,
     };
     m.create = target.create_shards(engines::spec(plan)?).await?;
+    let created = target.engine.stats();
     let budget = plan.read_budget(pool.batch_len);
     let read_path = plan.args.read_path;
     match plan.args.mode {
@@ -188,6 +206,21 @@ async fn measure_engine(
             m.rss_after = os::rss_bytes()?;
             m.open_files = target.engine.stats().open_files;
         }
+    }
+    if plan.args.engine == strata_storage::EngineKind::S3 {
+        // Everything acknowledged from a write-ahead log is uploaded by the close.
+        target.engine.close().await.context("closing the engine")?;
+        let s = target.engine.stats();
+        let stored = s3raw::stored_bytes(plan).await?;
+        m.objects = Some((
+            s.objects_written - created.objects_written,
+            s.object_bytes_written - created.object_bytes_written,
+            stored,
+        ));
+        if !plan.args.keep {
+            s3raw::cleanup(plan).await?;
+        }
+        return Ok(m);
     }
     if plan.args.keep {
         // Kept data should reopen cleanly. Otherwise the directory is about to be deleted, and
@@ -313,6 +346,15 @@ fn build_report(
             .open
             .map(|_| if m.close.is_some() { "close" } else { "crash" }),
         engine_open_files: m.open_files,
+        objects_written: m.objects.map(|o| o.0),
+        object_bytes_written: m.objects.map(|o| o.1),
+        puts_per_gib: m
+            .objects
+            .map(|o| o.0 as f64 / ((appends * pool.batch_len as u64) as f64 / (1u64 << 30) as f64)),
+        stored_bytes: m.objects.map(|o| o.2),
+        stored_to_ingested: m
+            .objects
+            .map(|o| o.2 as f64 / (appends * pool.batch_len as u64) as f64),
         host,
     }
 }

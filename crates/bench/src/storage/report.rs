@@ -78,7 +78,8 @@ pub struct Report {
     pub bytes_pieces: Option<u64>,
 
     // Baselines measured in the same run.
-    /// `pwrite`, `pread`, `sendfile`, `pwrite+pread`, `pwrite+sendfile` or `memcpy`.
+    /// `pwrite`, `pread`, `sendfile`, `pwrite+pread`, `pwrite+sendfile`, `memcpy`, or for the
+    /// s3 engine `s3-put`, `s3-get`, `s3-put+get` (the bucket without the engine).
     pub raw_kind: String,
     pub raw_mb_per_s: f64,
     /// Baseline operations per second (writes; reads of one budget in read runs).
@@ -106,6 +107,14 @@ pub struct Report {
     pub reopen_after: Option<&'static str>,
     /// Files the engine held open at the end of the measured phase.
     pub engine_open_files: u64,
+    /// Object storage (s3 engine): objects PUT from shard creation to the close after the
+    /// run, their bytes, PUTs per GiB appended, bytes left in the bucket, and those bytes over
+    /// the bytes appended.
+    pub objects_written: Option<u64>,
+    pub object_bytes_written: Option<u64>,
+    pub puts_per_gib: Option<f64>,
+    pub stored_bytes: Option<u64>,
+    pub stored_to_ingested: Option<f64>,
 
     /// Facts about the machine.
     #[serde(flatten)]

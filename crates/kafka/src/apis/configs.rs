@@ -33,6 +33,7 @@ fn config_type(name: &str) -> i8 {
     match name {
         "storage.engine"
         | "storage.model"
+        | "storage.wal"
         | "cleanup.policy"
         | "compression.type"
         | "message.timestamp.type" => TYPE_STRING,

@@ -488,6 +488,7 @@ impl Engine for DedicatedEngine {
             bytes: shards.values().map(|l| l.state.lock().size()).sum(),
             open_files: self.ctx.files.len() as u64,
             fsyncs: self.ctx.syncer.fsyncs(),
+            ..EngineStats::default()
         }
     }
 }

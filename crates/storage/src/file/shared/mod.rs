@@ -475,6 +475,7 @@ impl Engine for SharedEngine {
             bytes: g.table.live().map(|(_, s)| s.size).sum(),
             open_files: self.ctx.files.len() as u64,
             fsyncs: self.ctx.syncer.fsyncs(),
+            ..EngineStats::default()
         }
     }
 }
