@@ -85,7 +85,7 @@ start_mariadb() {
   "$root/scripts/mariadb.py" start "$mariadb_dir" >/dev/null
   cleanups+=('"$root/scripts/mariadb.py" stop "$mariadb_dir" || true')
 }
-fresh_db() { "$root/scripts/mariadb.py" fresh "$mariadb_dir"; }
+fresh_db() { if [ -f "$mariadb_dir/port" ]; then "$root/scripts/mariadb.py" fresh "$mariadb_dir"; fi; }
 
 # A throwaway S3-compatible server (tools/s3-server) for the s3 cases, one bucket per run.
 s3_dir="$data/s3-$$"

@@ -43,9 +43,11 @@ export STRATA_KAFKA_PYTHON="$venv/bin/python"
 # The throwaway S3-compatible server of the s3 engine's tests (reinstalled when its source
 # changes; built outside the workspace so that its dependencies do not change the workspace's).
 tools="$cache/tools"
-if [ ! -x "$tools/bin/strata-test-s3" ] || [ -n "$(find tools/s3-server -newer "$tools/bin/strata-test-s3" -type f)" ]; then
+s3_source=$(cat tools/s3-server/Cargo.toml tools/s3-server/Cargo.lock tools/s3-server/src/*.rs | sha256sum)
+if [ ! -x "$tools/bin/strata-test-s3" ] || [ "$(cat "$tools/source.sha256" 2>/dev/null)" != "$s3_source" ]; then
   CARGO_TARGET_DIR="$cache/tools-target" cargo install --quiet --force --locked \
     --path tools/s3-server --root "$tools"
+  echo "$s3_source" > "$tools/source.sha256"
 fi
 export STRATA_TEST_S3="$tools/bin/strata-test-s3"
 

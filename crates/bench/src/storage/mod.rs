@@ -159,6 +159,8 @@ struct Measured {
     /// Object storage: PUTs and bytes written from shard creation to the end, objects' bytes
     /// left in the bucket.
     objects: Option<(u64, u64, u64)>,
+    /// Objects and bytes written by engine instances closed by a reopen.
+    objects_before_reopen: (u64, u64),
 }
 
 async fn measure_engine(
@@ -212,9 +214,10 @@ async fn measure_engine(
         target.engine.close().await.context("closing the engine")?;
         let s = target.engine.stats();
         let stored = s3raw::stored_bytes(plan).await?;
+        let (carried, carried_bytes) = m.objects_before_reopen;
         m.objects = Some((
-            s.objects_written - created.objects_written,
-            s.object_bytes_written - created.object_bytes_written,
+            (s.objects_written + carried).saturating_sub(created.objects_written),
+            (s.object_bytes_written + carried_bytes).saturating_sub(created.object_bytes_written),
             stored,
         ));
         if !plan.args.keep {
@@ -250,6 +253,9 @@ async fn reopen(
         engine.close().await.context("closing the engine")?;
         m.close = Some(t.elapsed());
     }
+    let s = engine.stats();
+    m.objects_before_reopen.0 += s.objects_written;
+    m.objects_before_reopen.1 += s.object_bytes_written;
     // The old engine, its descriptors and its sync thread are gone before the new one opens.
     drop(engine);
     if drop_cache {
