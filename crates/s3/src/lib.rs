@@ -84,6 +84,8 @@ pub struct S3Tuning {
     pub flush_bytes: usize,
     /// Bytes of recent batches kept in memory for reads.
     pub cache_bytes: usize,
+    /// Bytes of following batches a read fetches along (in the same GET) into the cache.
+    pub read_ahead_bytes: usize,
     /// Bytes of write-ahead-logged batches not yet uploaded beyond which appends fail.
     pub wal_backlog_bytes: usize,
     /// Objects smaller than this (or less than half live) are compacted.
@@ -100,6 +102,7 @@ impl Default for S3Tuning {
             flush_interval: Duration::from_millis(250),
             flush_bytes: 8 << 20,
             cache_bytes: 64 << 20,
+            read_ahead_bytes: 4 << 20,
             wal_backlog_bytes: 1 << 30,
             compact_below: 4 << 20,
             compact_max: 64 << 20,
@@ -918,7 +921,12 @@ impl Engine for S3Engine {
 
     async fn read(&self, id: &ShardId, from: u64, max_bytes: usize) -> Result<ReadChunk> {
         for attempt in 0..3 {
-            let plan = self.inner.state.lock().plan_read(id, from, max_bytes)?;
+            let read_ahead = self.inner.tuning.read_ahead_bytes;
+            let plan = self
+                .inner
+                .state
+                .lock()
+                .plan_read(id, from, max_bytes, read_ahead)?;
             let mut chunk = ReadChunk {
                 bounds: plan.bounds,
                 ..ReadChunk::default()
@@ -927,13 +935,29 @@ impl Engine for S3Engine {
             for part in plan.parts {
                 match part {
                     state::Part::Cached(b) => chunk.push(Piece::Bytes(b)),
-                    state::Part::Object(key, locs) => match self.inner.fetch(&key, &locs).await {
-                        Ok(all) => all.into_iter().for_each(|b| chunk.push(Piece::Bytes(b))),
-                        Err(e) => {
-                            failed = Some(e);
-                            break;
+                    state::Part::Object { key, locs, serve } => {
+                        match self.inner.fetch(&key, &locs).await {
+                            Ok(mut all) => {
+                                let ahead: Vec<_> = locs[serve..]
+                                    .iter()
+                                    .copied()
+                                    .zip(all.drain(serve..))
+                                    .collect();
+                                all.into_iter().for_each(|b| chunk.push(Piece::Bytes(b)));
+                                if !ahead.is_empty() {
+                                    let budget = self.inner.tuning.cache_bytes;
+                                    self.inner
+                                        .state
+                                        .lock()
+                                        .cache_read_ahead(plan.no, &ahead, budget);
+                                }
+                            }
+                            Err(e) => {
+                                failed = Some(e);
+                                break;
+                            }
                         }
-                    },
+                    }
                 }
             }
             match failed {

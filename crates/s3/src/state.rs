@@ -123,16 +123,22 @@ pub struct Obj {
 /// An object to compact: its number, key, and its live batches as (shard number, location).
 pub type Rewrite = (u64, String, Vec<(u64, Loc)>);
 
-/// A part of a read: cached bytes or batches to fetch from one object.
+/// A part of a read: cached bytes, or batches to fetch from one object of which the first
+/// `serve` are returned and the rest read ahead into the cache.
 #[derive(Debug)]
 pub enum Part {
     Cached(Bytes),
-    Object(String, Vec<Loc>),
+    Object {
+        key: String,
+        locs: Vec<Loc>,
+        serve: usize,
+    },
 }
 
 /// What a read fetches.
 #[derive(Debug)]
 pub struct ReadPlan {
+    pub no: u64,
     pub bounds: Bounds,
     pub parts: Vec<Part>,
 }
@@ -618,10 +624,16 @@ impl State {
             let Some((no, base)) = self.fifo.pop_front() else {
                 break;
             };
-            if let Some(s) = self.shards.get_mut(&no)
-                && s.cache.front().is_some_and(|c| c.0 == base)
+            let Some(s) = self.shards.get_mut(&no) else {
+                continue;
+            };
+            // Never a batch only the write-ahead log and the cache hold (a truncation may
+            // have reused the base offset).
+            let uploaded = s.find(base).is_none_or(|i| s.batches[i].obj != PENDING);
+            if let Ok(i) = s.cache.binary_search_by_key(&base, |c| c.0)
+                && uploaded
             {
-                let c = s.cache.pop_front().expect("checked");
+                let c = s.cache.remove(i).expect("found");
                 self.cache_bytes -= c.2.len();
                 self.cache_entries -= 1;
             }
@@ -636,11 +648,37 @@ impl State {
         }
     }
 
-    pub fn plan_read(&self, id: &ShardId, from: u64, max_bytes: usize) -> Result<ReadPlan> {
+    /// Caches batches read ahead of a read, if they are still where they were read from.
+    pub fn cache_read_ahead(&mut self, no: u64, read: &[(Loc, Bytes)], budget: usize) {
+        let Some(s) = self.shards.get_mut(&no) else {
+            return;
+        };
+        for (l, bytes) in read {
+            let live = s.find(l.base).is_some_and(|i| s.batches[i].obj == l.obj);
+            if let (true, Err(at)) = (live, s.cache.binary_search_by_key(&l.base, |c| c.0)) {
+                s.cache.insert(at, (l.base, l.last, bytes.clone()));
+                self.cache_bytes += bytes.len();
+                self.cache_entries += 1;
+                self.fifo.push_back((no, l.base));
+            }
+        }
+        self.evict(budget);
+    }
+
+    /// What a read of `max_bytes` from `from` serves from the cache and fetches, with up to
+    /// `read_ahead` more bytes of the following batches fetched with the last part.
+    pub fn plan_read(
+        &self,
+        id: &ShardId,
+        from: u64,
+        max_bytes: usize,
+        read_ahead: usize,
+    ) -> Result<ReadPlan> {
         if self.closed {
             return Err(StorageError::Closed);
         }
-        let s = &self.shards[&self.no(id)?];
+        let no = self.no(id)?;
+        let s = &self.shards[&no];
         let bounds = s.bounds();
         if from < s.log_start || from > s.next {
             return Err(StorageError::out_of_range(id, from, bounds));
@@ -662,21 +700,44 @@ impl State {
                     )));
                 };
                 match parts.last_mut() {
-                    Some(Part::Object(key, locs))
+                    Some(Part::Object { key, locs, serve })
                         if *key == o.key
                             && locs
                                 .last()
                                 .is_some_and(|p| p.pos + u64::from(p.len) == l.pos) =>
                     {
-                        locs.push(*l)
+                        locs.push(*l);
+                        *serve += 1;
                     }
-                    _ => parts.push(Part::Object(o.key.clone(), vec![*l])),
+                    _ => parts.push(Part::Object {
+                        key: o.key.clone(),
+                        locs: vec![*l],
+                        serve: 1,
+                    }),
                 }
             }
             total += l.len as usize;
             i += 1;
         }
-        Ok(ReadPlan { bounds, parts })
+        // Read ahead: the batches that follow in the same object, in the same GET.
+        if let Some(Part::Object { locs, .. }) = parts.last_mut() {
+            let mut extra = 0usize;
+            while let Some(l) = s.batches.get(i) {
+                let last = locs.last().expect("a part has a batch");
+                let contiguous = l.obj == last.obj && l.pos == last.pos + u64::from(last.len);
+                if l.base >= s.next
+                    || !contiguous
+                    || extra + l.len as usize > read_ahead
+                    || s.cached(l.base).is_some()
+                {
+                    break;
+                }
+                extra += l.len as usize;
+                locs.push(*l);
+                i += 1;
+            }
+        }
+        Ok(ReadPlan { no, bounds, parts })
     }
 
     /// Trims due to `retention.ms` and `retention.bytes`, and the bytes they drop.
