@@ -216,3 +216,32 @@ async fn an_outage_fails_direct_appends_and_logged_ones_wait_for_upload() {
     assert_eq!(read_all(&e, &logged, 0).await.unwrap().len(), 10);
     assert_eq!(read_all(&e, &direct, 0).await.unwrap().len(), 2);
 }
+
+/// A batch that only the write-ahead log and the cache hold stays cached even when the cache
+/// evicts an older batch that had the same base offset before a truncation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eviction_never_drops_a_batch_not_yet_uploaded() {
+    let mut o = support::fresh_bucket();
+    o.tuning.flush_interval = Duration::from_secs(3600);
+    o.tuning.flush_bytes = 1 << 30;
+    o.tuning.cache_bytes = 16 << 10;
+    let wal = tempfile::tempdir().unwrap();
+    let e = open(&o, Model::Shared, wal.path()).await;
+    let (a, b) = (shard("evict", 0), shard("evict", 1));
+    for id in [&a, &b] {
+        e.create_shard(id, &spec(Model::Shared, true))
+            .await
+            .unwrap();
+    }
+    e.append(&a, batch(1, 1, 1, 0)).await.unwrap();
+    e.append(&a, batch(2, 2, 1, 0)).await.unwrap();
+    // The trim uploads both batches (their cache entries become evictable), the truncation
+    // drops them, and offset 0 is written again, into the log only.
+    e.trim(&a, 1).await.unwrap();
+    assert_eq!(e.truncate(&a, 0).await.unwrap().next_offset, 0);
+    e.append(&a, batch(3, 2, 2916, 0)).await.unwrap();
+    e.append(&b, batch(4, 5, 2654, 0)).await.unwrap();
+    let got = read_all(&e, &a, 0).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].1.to_vec(), value(3, 0, 2916));
+}
