@@ -76,7 +76,8 @@ impl Engines {
     /// engines (write-ahead logs under `data_dir/s3-wal/`) if a bucket is.
     pub async fn open(config: &BrokerConfig) -> Result<Self> {
         let file = config.data_dir.join("file");
-        let options = &config.file_options;
+        #[cfg_attr(not(feature = "s3"), allow(unused_mut))]
+        let mut options = config.file_options.clone();
         #[cfg(feature = "rocksdb")]
         let rocks = Arc::new(LazyRocks {
             path: config.data_dir.join("rocksdb"),
@@ -102,21 +103,19 @@ impl Engines {
         };
         #[cfg(feature = "s3")]
         let s3 = match &config.s3 {
-            Some(options) => {
-                let store = options.connect()?;
+            Some(s3) => {
+                let store = s3.connect()?;
+                // Tiered file segments (remote.storage.enable) go to the same bucket.
+                options.tier = Some(Arc::new(strata_s3::S3Tier::new(store.clone(), s3)));
                 let wal = config.data_dir.join("s3-wal");
                 let mut pair = Vec::new();
                 for model in [Model::Dedicated, Model::Shared] {
-                    let engine = S3Engine::open(
-                        store.clone(),
-                        options,
-                        model,
-                        Some(wal.join(model.as_str())),
-                    )
-                    .await?;
+                    let engine =
+                        S3Engine::open(store.clone(), s3, model, Some(wal.join(model.as_str())))
+                            .await?;
                     pair.push(Arc::new(engine));
                 }
-                tracing::info!(bucket = %options.describe(), "s3 engine opened");
+                tracing::info!(bucket = %s3.describe(), "s3 engine opened");
                 let [d, s]: [Arc<S3Engine>; 2] = pair.try_into().expect("two models");
                 Some([d, s])
             }

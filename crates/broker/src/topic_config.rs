@@ -64,8 +64,17 @@ impl TopicConfig {
             let bad =
                 |why: &str| BrokerError::config(format!("invalid value {v:?} for {name}: {why}"));
             match name.as_str() {
-                "storage.engine" | "storage.model" | "storage.wal" | "retention.ms"
-                | "retention.bytes" | "segment.bytes" | "segment.ms" | "flush.messages"
+                "storage.engine"
+                | "storage.model"
+                | "storage.wal"
+                | "retention.ms"
+                | "retention.bytes"
+                | "remote.storage.enable"
+                | "local.retention.ms"
+                | "local.retention.bytes"
+                | "segment.bytes"
+                | "segment.ms"
+                | "flush.messages"
                 | "flush.ms" => storage.push((name, v)),
                 "max.message.bytes" => {
                     max_message_bytes = v
@@ -212,6 +221,9 @@ pub const SUPPORTED: &[&str] = &[
     "storage.engine",
     "storage.model",
     "storage.wal",
+    "remote.storage.enable",
+    "local.retention.ms",
+    "local.retention.bytes",
     "retention.ms",
     "retention.bytes",
     "segment.bytes",

@@ -16,6 +16,7 @@
 
 pub mod format;
 mod state;
+mod tier;
 mod wal;
 
 use std::collections::BTreeMap;
@@ -42,6 +43,7 @@ use tokio::sync::oneshot;
 
 use format::{LogIndex, ObjectRec, Op};
 use state::{Loc, Pending, State};
+pub use tier::S3Tier;
 pub use wal::Wal;
 
 /// Where the bucket is and how to reach it.

@@ -83,7 +83,11 @@ pub struct ServeArgs {
     /// Connections in the MySQL pool [default: 16].
     #[arg(long)]
     pub mysql_max_connections: Option<u32>,
-    /// Bucket for topics with storage.engine=s3 [default: none: the s3 engine is unavailable].
+    /// Run retention, tiering uploads and compaction this often, in ms [default: 30000].
+    #[arg(long)]
+    pub maintenance_interval_ms: Option<u64>,
+    /// Bucket for topics with storage.engine=s3 and for tiered segments of file topics with
+    /// remote.storage.enable=true [default: none: both are unavailable].
     #[arg(long, value_name = "NAME")]
     pub s3_bucket: Option<String>,
     /// S3-compatible endpoint, such as http://127.0.0.1:9000 for MinIO (path-style addressing)
@@ -163,6 +167,7 @@ struct FileConfig {
     default_durability: Option<String>,
     group_initial_rebalance_delay_ms: Option<u64>,
     max_request_bytes: Option<usize>,
+    maintenance_interval_ms: Option<u64>,
     #[serde(default)]
     mqtt: MqttFile,
     #[serde(default)]
@@ -200,6 +205,7 @@ pub struct ServeConfig {
     pub mqtt: MqttSettings,
     pub mysql: Option<strata_mysql::MysqlOptions>,
     pub s3: Option<strata_s3::S3Options>,
+    pub maintenance_interval_ms: u64,
 }
 
 impl ServeConfig {
@@ -249,6 +255,11 @@ impl ServeConfig {
             mqtt,
             mysql,
             s3,
+            maintenance_interval_ms: args
+                .maintenance_interval_ms
+                .or(file.maintenance_interval_ms)
+                .unwrap_or(30_000)
+                .max(100),
             data_dir: pick!(data_dir, PathBuf::from("./data")),
             kafka_addr: pick!(kafka_addr, "0.0.0.0:9092".into()),
             kafka_advertised_addr: args

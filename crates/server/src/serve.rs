@@ -53,6 +53,7 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     broker_config.group_initial_rebalance_delay_ms = config.group_initial_rebalance_delay_ms;
     broker_config.mysql = config.mysql.clone();
     broker_config.s3 = config.s3.clone();
+    broker_config.maintenance_interval_ms = config.maintenance_interval_ms;
     let broker = Broker::open(broker_config)
         .await
         .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;

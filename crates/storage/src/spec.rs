@@ -72,6 +72,13 @@ pub struct StorageSpec {
     /// engine only): appends are acknowledged once the log has them, as durable as
     /// `durability` says, and uploaded later.
     pub wal: bool,
+    /// Tier closed segments to object storage (`remote.storage.enable`, KIP-405; file engine,
+    /// dedicated model): they are uploaded with their indexes, and deleted locally past
+    /// `local_retention`; reads of older offsets fetch them back.
+    pub remote: bool,
+    /// How much stays on local disk when `remote` (`local.retention.ms`,
+    /// `local.retention.bytes`); `retention` still bounds the whole log.
+    pub local_retention: Retention,
 }
 
 /// Kafka's default `retention.ms`: seven days.
@@ -96,6 +103,8 @@ impl Default for StorageSpec {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             segment_ms: Some(DEFAULT_RETENTION_MS),
             wal: false,
+            remote: false,
+            local_retention: Retention::default(),
         }
     }
 }
@@ -146,6 +155,13 @@ impl StorageSpec {
             (_, Durability::Interval(0)) => return bad("flush.ms must be positive".into()),
             _ => {}
         }
+        if self.remote && (self.engine != EngineKind::File || self.model != Model::Dedicated) {
+            return bad(format!(
+                "remote.storage.enable=true tiers the segments of storage.engine=file \
+                 storage.model=dedicated, not {} {}",
+                self.engine, self.model
+            ));
+        }
         if self.wal && self.engine != EngineKind::S3 {
             return bad(format!(
                 "storage.wal=local is only for storage.engine=s3, not {}",
@@ -193,6 +209,11 @@ impl StorageSpec {
             let wal = if self.wal { "local" } else { "none" };
             props.push(("storage.wal", wal.to_owned()));
         }
+        if self.remote {
+            props.push(("remote.storage.enable", "true".to_owned()));
+            props.push(("local.retention.ms", opt(self.local_retention.ms)));
+            props.push(("local.retention.bytes", opt(self.local_retention.bytes)));
+        }
         props
     }
 
@@ -233,6 +254,9 @@ impl StorageSpec {
         let mut spec = base;
         let mut flush_messages: Option<u64> = None;
         let mut flush_ms: Option<u64> = None;
+        // Kafka's -2: local retention is the total retention.
+        let mut local_ms: Option<Option<u64>> = None;
+        let mut local_bytes: Option<Option<u64>> = None;
         for (key, value) in props {
             let value = value.trim();
             let bad = |why: &str| {
@@ -262,6 +286,25 @@ impl StorageSpec {
                     flush_messages = Some(parse_positive(value).map_err(bad)?);
                 }
                 "flush.ms" => flush_ms = Some(parse_positive(value).map_err(bad)?),
+                "remote.storage.enable" => {
+                    spec.remote = match value {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(bad("expected true or false")),
+                    }
+                }
+                "local.retention.ms" => {
+                    local_ms = (value != "-2")
+                        .then(|| parse_limit(value))
+                        .transpose()
+                        .map_err(bad)?
+                }
+                "local.retention.bytes" => {
+                    local_bytes = (value != "-2")
+                        .then(|| parse_limit(value))
+                        .transpose()
+                        .map_err(bad)?
+                }
                 "storage.wal" => {
                     spec.wal = match value {
                         "local" => true,
@@ -309,6 +352,16 @@ impl StorageSpec {
         } else {
             spec.durability
         };
+        if let Some(ms) = local_ms {
+            spec.local_retention.ms = ms;
+        } else if spec.remote && base.local_retention == Retention::default() {
+            spec.local_retention.ms = spec.retention.ms;
+        }
+        if let Some(bytes) = local_bytes {
+            spec.local_retention.bytes = bytes;
+        } else if spec.remote && base.local_retention == Retention::default() {
+            spec.local_retention.bytes = spec.retention.bytes;
+        }
         spec.validate()?;
         Ok(spec)
     }
@@ -429,6 +482,14 @@ mod tests {
             StorageSpec {
                 engine: EngineKind::S3,
                 wal: true,
+                ..StorageSpec::default()
+            },
+            StorageSpec {
+                remote: true,
+                local_retention: Retention {
+                    ms: Some(60_000),
+                    bytes: None,
+                },
                 ..StorageSpec::default()
             },
         ];

@@ -29,6 +29,7 @@ impl Harness for Shared {
                 index_cache_bytes: 1 << 20,
                 journal_file_bytes: 64 << 10,
                 checkpoint_bytes: 24 << 10,
+                tier: None,
             };
             let e: Arc<dyn Engine> = Arc::new(SharedEngine::open(self.dir.path(), options)?);
             Ok(e)

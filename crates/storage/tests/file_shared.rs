@@ -13,6 +13,7 @@ fn options() -> FileOptions {
         index_cache_bytes: 1 << 20,
         journal_file_bytes: 64 << 10,
         checkpoint_bytes: 8 << 10,
+        tier: None,
     }
 }
 

@@ -18,6 +18,7 @@ use crate::errors::{broker_code, code};
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 /// Kafka's ConfigType codes.
+const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;
 const TYPE_LONG: i8 = 5;
 
@@ -37,6 +38,7 @@ fn config_type(name: &str) -> i8 {
         | "cleanup.policy"
         | "compression.type"
         | "message.timestamp.type" => TYPE_STRING,
+        "remote.storage.enable" => TYPE_BOOLEAN,
         _ => TYPE_LONG,
     }
 }

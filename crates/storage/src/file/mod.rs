@@ -10,10 +10,12 @@ pub(crate) mod io;
 pub(crate) mod ranges;
 mod shared;
 pub(crate) mod sync;
+mod tier;
 pub(crate) mod window;
 
 pub use dedicated::DedicatedEngine;
 pub use shared::SharedEngine;
+pub use tier::RemoteTier;
 
 /// Tuning of a file engine. The defaults suit a server; tests and benchmarks shrink them.
 #[derive(Debug, Clone)]
@@ -28,6 +30,8 @@ pub struct FileOptions {
     /// Shared model: write an index checkpoint after this many journal bytes, which bounds
     /// how much of the journal recovery replays.
     pub checkpoint_bytes: u64,
+    /// Dedicated model: object storage for shards with `remote.storage.enable=true`.
+    pub tier: Option<std::sync::Arc<dyn RemoteTier>>,
 }
 
 impl Default for FileOptions {
@@ -37,6 +41,7 @@ impl Default for FileOptions {
             index_cache_bytes: 64 << 20,
             journal_file_bytes: 256 << 20,
             checkpoint_bytes: 256 << 20,
+            tier: None,
         }
     }
 }

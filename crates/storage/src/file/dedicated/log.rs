@@ -56,6 +56,9 @@ pub(super) struct LogState {
     /// Never empty; the last one is active (takes appends).
     pub segments: Vec<Segment>,
     pub deleted: bool,
+    /// Segments uploaded to object storage (`remote.storage.enable`), oldest first; those
+    /// below the first local segment exist only there.
+    pub remote: Vec<super::tiering::RemoteSeg>,
 }
 
 impl LogState {
@@ -83,7 +86,7 @@ impl LogState {
         Bounds {
             log_start: self.log_start,
             next_offset: self.next_offset(),
-            size_bytes: self.size(),
+            size_bytes: self.size() + self.remote_only_bytes(),
         }
     }
 
@@ -245,6 +248,18 @@ impl ShardLog {
 
     /// Deletes the oldest segment (never the active one).
     fn delete_oldest(&self, ctx: &Ctx, st: &mut LogState) -> io::Result<u64> {
+        let (size, next) = self.remove_oldest_files(ctx, st)?;
+        st.log_start = st.log_start.max(next);
+        Ok(size)
+    }
+
+    /// Deletes the oldest segment's files (never the active one) without moving the log start
+    /// (tiering: the segment is in object storage); returns its size and next offset.
+    pub(super) fn remove_oldest_files(
+        &self,
+        ctx: &Ctx,
+        st: &mut LogState,
+    ) -> io::Result<(u64, u64)> {
         let seg = st.segments.remove(0);
         ctx.files.forget((self.num, seg.base));
         ctx.indexes.forget((self.num, seg.base));
@@ -258,8 +273,7 @@ impl ShardLog {
                 _ => {}
             }
         }
-        st.log_start = st.log_start.max(seg.next);
-        Ok(seg.size)
+        Ok((seg.size, seg.next))
     }
 
     /// Drops whole segments below the log start; rolls first if the active one is all below.

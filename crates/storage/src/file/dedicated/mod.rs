@@ -10,6 +10,7 @@ mod log;
 mod reader;
 mod recovery;
 mod segment;
+mod tiering;
 
 use std::collections::HashMap;
 use std::fs;
@@ -47,6 +48,8 @@ pub struct DedicatedEngine {
     shards: RwLock<HashMap<ShardId, Arc<ShardLog>>>,
     next_num: AtomicU64,
     closed: AtomicBool,
+    tier: Option<Arc<dyn super::RemoteTier>>,
+    remote_cache: Mutex<tiering::RemoteCache>,
 }
 
 impl DedicatedEngine {
@@ -70,6 +73,8 @@ impl DedicatedEngine {
             shards: RwLock::new(HashMap::new()),
             next_num: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            tier: options.tier.clone(),
+            remote_cache: Mutex::new(tiering::RemoteCache::default()),
         };
         let mut shards = HashMap::new();
         for entry in fs::read_dir(&engine.root)? {
@@ -141,8 +146,10 @@ impl DedicatedEngine {
                 log_start: 0,
                 segments: Vec::new(),
                 deleted: false,
+                remote: Vec::new(),
             }),
         };
+        let remote = tiering::load(&log.dir)?;
         let mut segments = Vec::with_capacity(bases.len().max(1));
         for (i, &base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
@@ -164,9 +171,13 @@ impl DedicatedEngine {
             }
         }
         let next = segments.last().map_or(0, |s| s.next);
+        let first = remote
+            .first()
+            .map_or(segments[0].base, |r| r.base.min(segments[0].base));
         let mut st = log.state.lock();
-        st.log_start = saved_start.max(segments[0].base).min(next);
+        st.log_start = saved_start.max(first).min(next);
         st.segments = segments;
+        st.remote = remote;
         drop(st);
         Ok(Some(log))
     }
@@ -255,6 +266,26 @@ impl DedicatedEngine {
         Ok(seg)
     }
 
+    fn check_tier(&self, spec: &StorageSpec) -> Result<()> {
+        if spec.remote && self.tier.is_none() {
+            return Err(StorageError::InvalidSpec(
+                "remote.storage.enable=true needs object storage: start strata with \
+                 --s3-bucket NAME (and --s3-endpoint URL for S3-compatible servers)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn tier_or_err(&self) -> Result<&Arc<dyn super::RemoteTier>> {
+        self.tier.as_ref().ok_or_else(|| {
+            StorageError::Unavailable(
+                "this shard has segments in object storage, but no object store is configured"
+                    .into(),
+            )
+        })
+    }
+
     fn live(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(StorageError::Closed);
@@ -325,6 +356,7 @@ impl Engine for DedicatedEngine {
         self.live()?;
         self.ctx.syncer.check()?;
         check_spec(spec)?;
+        self.check_tier(spec)?;
         if self.shards.read().contains_key(id) {
             return Err(StorageError::ShardExists(id.clone()));
         }
@@ -344,6 +376,7 @@ impl Engine for DedicatedEngine {
                 log_start: 0,
                 segments: vec![Segment::empty(0)],
                 deleted: false,
+                remote: Vec::new(),
             }),
         };
         // The spec file marks the shard as created; it, the first segment and both
@@ -385,24 +418,32 @@ impl Engine for DedicatedEngine {
             .write()
             .remove(id)
             .ok_or_else(|| StorageError::ShardNotFound(id.clone()))?;
-        let mut st = log.state.lock();
-        st.deleted = true;
-        self.ctx.files.forget_owner(log.num);
-        for seg in &st.segments {
-            self.ctx.indexes.forget((log.num, seg.base));
+        let remote = {
+            let mut st = log.state.lock();
+            st.deleted = true;
+            self.ctx.files.forget_owner(log.num);
+            for seg in &st.segments {
+                self.ctx.indexes.forget((log.num, seg.base));
+            }
+            let doomed = self
+                .root
+                .join(format!("{}.{}{DELETED_SUFFIX}", id, log.num));
+            fs::rename(&log.dir, &doomed)?;
+            fsync_dir(&self.root)?;
+            let remote = std::mem::take(&mut st.remote);
+            drop(st);
+            fs::remove_dir_all(&doomed)?;
+            remote
+        };
+        if let Some(tier) = &self.tier {
+            tiering::forget(&**tier, id, &remote).await;
         }
-        let doomed = self
-            .root
-            .join(format!("{}.{}{DELETED_SUFFIX}", id, log.num));
-        fs::rename(&log.dir, &doomed)?;
-        fsync_dir(&self.root)?;
-        drop(st);
-        fs::remove_dir_all(&doomed)?;
         Ok(())
     }
 
     async fn reconfigure(&self, id: &ShardId, spec: &StorageSpec) -> Result<()> {
         check_spec(spec)?;
+        self.check_tier(spec)?;
         self.ctx.syncer.check()?;
         let log = self.shard(id)?;
         let mut st = log.lock_live()?;
@@ -426,7 +467,13 @@ impl Engine for DedicatedEngine {
     }
 
     async fn read(&self, id: &ShardId, from: u64, max_bytes: usize) -> Result<ReadChunk> {
-        self.shard(id)?.read(&self.ctx, from, max_bytes)
+        let log = self.shard(id)?;
+        if let Some((seg, bounds)) = log.remote_segment_for(from)? {
+            let tier = self.tier_or_err()?;
+            let cache = &self.remote_cache;
+            return tiering::read(&**tier, cache, &log, seg, from, max_bytes, bounds).await;
+        }
+        log.read(&self.ctx, from, max_bytes)
     }
 
     async fn bounds(&self, id: &ShardId) -> Result<Bounds> {
@@ -434,7 +481,16 @@ impl Engine for DedicatedEngine {
     }
 
     async fn offset_for_timestamp(&self, id: &ShardId, ts: i64) -> Result<Option<TimestampHit>> {
-        self.shard(id)?.offset_for_timestamp(&self.ctx, ts)
+        let log = self.shard(id)?;
+        let tiered = log.lock_live()?.remote.first().is_some();
+        if tiered {
+            let tier = self.tier_or_err()?;
+            let cache = &self.remote_cache;
+            if let Some(hit) = tiering::offset_for_timestamp(&**tier, cache, &log, ts).await? {
+                return Ok(Some(hit));
+            }
+        }
+        log.offset_for_timestamp(&self.ctx, ts)
     }
 
     async fn trim(&self, id: &ShardId, before: u64) -> Result<Bounds> {
@@ -442,7 +498,21 @@ impl Engine for DedicatedEngine {
     }
 
     async fn truncate(&self, id: &ShardId, to: u64) -> Result<Bounds> {
-        self.shard(id)?.truncate(&self.ctx, to)
+        let log = self.shard(id)?;
+        {
+            let st = log.lock_live()?;
+            if to < st.local_start() && to < st.next_offset() {
+                return Err(StorageError::InvalidSpec(format!(
+                    "cannot truncate {id} to {to}: offsets below {} are only in object storage",
+                    st.local_start()
+                )));
+            }
+        }
+        let bounds = log.truncate(&self.ctx, to)?;
+        if let Some(tier) = &self.tier {
+            tiering::after_truncate(&**tier, &log).await?;
+        }
+        Ok(bounds)
     }
 
     async fn maintain(&self, now_ms: i64) -> Result<Maintenance> {
@@ -450,10 +520,35 @@ impl Engine for DedicatedEngine {
         let logs: Vec<_> = self.shards.read().values().cloned().collect();
         let mut report = Maintenance::default();
         for log in logs {
+            let tiered = log
+                .lock_live()
+                .is_ok_and(|st| st.spec.remote || !st.remote.is_empty());
+            if let (true, Some(tier)) = (tiered, &self.tier) {
+                match tiering::pass(&**tier, &log, &self.ctx, now_ms).await {
+                    Ok(pass) => {
+                        report.bytes_dropped += pass.bytes_dropped;
+                        report.files_deleted += pass.files_deleted;
+                    }
+                    Err(StorageError::ShardNotFound(_)) => continue,
+                    Err(e) => {
+                        // An object store outage must not stop retention of other shards.
+                        tracing::warn!(shard = %log.id, error = %e, "tiering pass failed; retrying later");
+                    }
+                }
+            }
             match log.maintain(&self.ctx, now_ms) {
                 Ok((bytes, files)) => {
                     report.bytes_dropped += bytes;
                     report.files_deleted += files;
+                    if let Some(tier) = &self.tier {
+                        let mut pass = tiering::Pass::default();
+                        if let Err(e) =
+                            tiering::drop_expired(&**tier, &log, now_ms, &mut pass).await
+                        {
+                            tracing::warn!(shard = %log.id, error = %e, "deleting uploaded segments failed; retrying later");
+                        }
+                        report.files_deleted += pass.files_deleted;
+                    }
                 }
                 Err(StorageError::ShardNotFound(_)) => {}
                 Err(e) => return Err(e),

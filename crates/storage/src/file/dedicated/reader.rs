@@ -214,7 +214,7 @@ impl ShardLog {
 }
 
 /// The later of: where the time index says to start, and the batch holding the log start.
-fn start_for(ix: &IndexData, base: u64, ts: i64, log_start: u64) -> OffsetEntry {
+pub(super) fn start_for(ix: &IndexData, base: u64, ts: i64, log_start: u64) -> OffsetEntry {
     let by_time = ix.time_start(ts);
     let by_offset = floor(
         &ix.offsets,

@@ -1,0 +1,56 @@
+"""Tiering of file-engine segments to object storage (remote.storage.enable, KIP-405's names)
+with Kafka clients: far more is produced than local retention keeps, a SIGKILL lands in the
+middle of uploads, and everything is consumed from offset 0."""
+
+import os
+import time
+
+from conftest import unique
+from helpers import create_topic
+from test_s3_engine import Tracker, _check_kept, _read_all
+
+LOCAL = 256 << 10
+SEGMENT = 64 << 10
+
+
+def _local_log_bytes(data_dir, topic):
+    d = os.path.join(data_dir, "file", "dedicated", f"{topic}-0")
+    return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d) if f.endswith(".log"))
+
+
+def test_tiered_topic_keeps_local_disk_bounded_and_reads_from_offset_0(make_server, s3server,
+                                                                       s3_args):
+    bucket = s3_args[s3_args.index("--s3-bucket") + 1]
+    server = make_server(*s3_args, "--maintenance-interval-ms", "200")
+    topic = unique("tiered")
+    create_topic(server.bootstrap, topic, partitions=1, config={
+        "storage.engine": "file", "storage.model": "dedicated",
+        "remote.storage.enable": "true", "local.retention.bytes": str(LOCAL),
+        "segment.bytes": str(SEGMENT)})
+    pad = "x" * 1000
+    first = Tracker(server.bootstrap, topic, 1, "a" + pad)
+    first.thread.start()
+    while first.count() < 2500:
+        time.sleep(0.02)
+    # Uploads run every 200 ms while this producer writes: the kill lands among them.
+    server.kill9()
+    first.finish()
+    server.start()
+    second = Tracker(server.bootstrap, topic, 1, "b" + pad)
+    second.thread.start()
+    while second.count() < 2500:
+        time.sleep(0.02)
+    second.finish()
+    assert not second.failed, second.failed[:3]
+    time.sleep(2)  # a few maintenance passes upload the last closed segments
+
+    produced = first.count() + second.count()
+    assert produced * 1000 > 16 * LOCAL, "far more than local retention was produced"
+    local = _local_log_bytes(server.data_dir, topic)
+    assert local <= LOCAL + 2 * SEGMENT, f"{local} bytes of segments kept locally"
+    tiered = [k for k in s3server.objects(bucket) if k.startswith(f"strata/tier/{topic}-0/")]
+    assert sum(k.endswith(".log") for k in tiered) >= 20, tiered[:5]
+
+    got = _read_all(server.bootstrap, topic, 1, timeout=120)
+    _check_kept(first.acked, got)
+    _check_kept(second.acked, got)
