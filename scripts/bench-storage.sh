@@ -90,6 +90,7 @@ fresh_db() { if [ -f "$mariadb_dir/port" ]; then "$root/scripts/mariadb.py" fres
 # A throwaway S3-compatible server (tools/s3-server) for the s3 cases, one bucket per run.
 s3_dir="$data/s3-$$"
 s3=()
+s3flags=()
 start_s3() {
   if [ -n "${STRATA_BENCH_ONLY:-}" ] && ! [[ s3/ =~ $STRATA_BENCH_ONLY ]]; then
     return 0
@@ -99,8 +100,9 @@ start_s3() {
   endpoint=$("$root/scripts/s3server.py" start "$s3_dir")
   mkdir -p "$s3_dir/root/bench"
   cleanups+=('"$root/scripts/s3server.py" stop "$s3_dir" || true')
-  s3=(--engine s3 --s3-endpoint "$endpoint" --s3-bucket bench --s3-access-key strata-test
-      --s3-secret-key strata-test-secret)
+  s3flags=(--s3-endpoint "$endpoint" --s3-bucket bench --s3-access-key strata-test
+           --s3-secret-key strata-test-secret)
+  s3=(--engine s3 "${s3flags[@]}")
 }
 cleanups=()
 trap 'for c in "${cleanups[@]}"; do eval "$c"; done' EXIT
@@ -144,6 +146,9 @@ if [ "$quick" = 1 ]; then
     case_ "quick/s3/$m/read/cold" "${s3[@]}" --model "$m" --s3-wal --mode read --cache cold \
       --shards 4 --concurrency 4 --batch-bytes 64KiB --total-bytes 8MiB
   done
+  case_ "quick/s3/tier/read/cold" --engine file --model dedicated --tier "${s3flags[@]}" \
+    --mode read --cache cold --shards 2 --concurrency 2 --batch-bytes 64KiB --total-bytes 8MiB \
+    --segment-bytes 1MiB
 else
   # 1. Batch size and durability, one shard, one appender.
   case_ append/memory/1KiB --engine memory --batch-bytes 1KiB --total-bytes 256MiB
@@ -257,6 +262,13 @@ else
     case_ "s3/file-reference/$m/read/64KiB/cold" --engine file --model "$m" --mode read \
       --cache cold --shards 4 --concurrency 4 --batch-bytes 64KiB --total-bytes 512MiB
   done
+  # Tiered file segments read back from offset 0, beside the same read from local segments.
+  case_ "s3/tier/read/64KiB/cold" --engine file --model dedicated --tier "${s3flags[@]}" \
+    --mode read --cache cold --shards 4 --concurrency 4 --batch-bytes 64KiB --total-bytes 512MiB \
+    --segment-bytes 16MiB
+  case_ "s3/tier/file-reference/read/64KiB/cold" --engine file --model dedicated --mode read \
+    --cache cold --shards 4 --concurrency 4 --batch-bytes 64KiB --total-bytes 512MiB \
+    --segment-bytes 16MiB
   case_ "s3/shared/10000-shards/append" "${s3[@]}" --model shared --shards 10000 \
     --concurrency 512 --batch-bytes 16KiB --total-bytes 1GiB
   case_ "s3/shared/10000-shards/wal" "${s3[@]}" --model shared --s3-wal --shards 10000 \

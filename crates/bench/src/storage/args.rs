@@ -85,6 +85,16 @@ pub struct StorageArgs {
     #[arg(long)]
     pub s3_secret_key: Option<String>,
 
+    /// File engine, dedicated model: tier closed segments to the --s3-bucket
+    /// (`remote.storage.enable=true`); read runs upload them after the fill, so that reads
+    /// from offset 0 fetch them back.
+    #[arg(long)]
+    pub tier: bool,
+
+    /// With --tier: `local.retention.bytes` (default 0: only the active segment stays local).
+    #[arg(long, value_parser = parse_size)]
+    pub local_retention_bytes: Option<u64>,
+
     /// s3 engine: acknowledge appends from a local write-ahead log (`storage.wal=local`),
     /// fsynced as --durability says, and upload later.
     #[arg(long)]
@@ -259,6 +269,13 @@ impl Plan {
         }
         if args.engine == EngineKind::S3 && args.s3_bucket.is_none() {
             bail!("--engine s3 needs --s3-bucket NAME (and --s3-endpoint URL for a local server)");
+        }
+        if args.tier
+            && (args.engine != EngineKind::File
+                || args.model != Model::Dedicated
+                || args.s3_bucket.is_none())
+        {
+            bail!("--tier needs --engine file --model dedicated and --s3-bucket");
         }
         if args.s3_wal && args.engine != EngineKind::S3 {
             bail!("--s3-wal is for --engine s3");

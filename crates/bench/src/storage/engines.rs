@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use strata_mysql::{MysqlDb, MysqlOptions};
 use strata_rocksdb::{RocksDb, RocksOptions};
-use strata_s3::{S3Engine, S3Options};
+use strata_s3::{S3Engine, S3Options, S3Tier};
 use strata_storage::file::{DedicatedEngine, FileOptions, SharedEngine};
 use strata_storage::memory::MemoryEngine;
 use strata_storage::{Engine, EngineKind, Model, Retention, StorageSpec};
@@ -29,7 +29,12 @@ pub async fn open(plan: &Plan, dir: &Path) -> Result<Arc<dyn Engine>> {
     let opened: strata_storage::Result<Arc<dyn Engine>> = match (engine, model) {
         (EngineKind::Memory, _) => Ok(Arc::new(MemoryEngine::new())),
         (EngineKind::File, Model::Dedicated) => {
-            DedicatedEngine::open(dir, file_options(plan)).map(|e| Arc::new(e) as Arc<dyn Engine>)
+            let mut options = file_options(plan);
+            if plan.args.tier {
+                let s3 = s3_options(plan)?;
+                options.tier = Some(Arc::new(S3Tier::new(s3.connect()?, &s3)));
+            }
+            DedicatedEngine::open(dir, options).map(|e| Arc::new(e) as Arc<dyn Engine>)
         }
         (EngineKind::File, Model::Shared) => {
             SharedEngine::open(dir, file_options(plan)).map(|e| Arc::new(e) as Arc<dyn Engine>)
@@ -87,6 +92,14 @@ pub fn spec(plan: &Plan) -> Result<StorageSpec> {
         segment_bytes: plan.args.segment_bytes,
         segment_ms: None,
         wal: plan.args.s3_wal,
+        remote: plan.args.tier,
+        local_retention: Retention {
+            ms: None,
+            bytes: plan
+                .args
+                .tier
+                .then_some(plan.args.local_retention_bytes.unwrap_or(0)),
+        },
         ..StorageSpec::default()
     };
     spec.validate()

@@ -197,6 +197,14 @@ async fn measure_engine(
         Mode::Read => {
             m.fill = Some(target.append(appends).await?);
             m.rss_after = os::rss_bytes()?;
+            if plan.args.tier {
+                // Upload the closed segments and drop them locally.
+                target
+                    .engine
+                    .maintain(strata_storage::now_ms())
+                    .await
+                    .context("tiering the filled segments")?;
+            }
             if plan.args.cache == Cache::Cold {
                 target = reopen(plan, target, &dir, &mut m, true).await?;
             }
@@ -224,6 +232,9 @@ async fn measure_engine(
             s3raw::cleanup(plan).await?;
         }
         return Ok(m);
+    }
+    if plan.args.tier && !plan.args.keep {
+        s3raw::cleanup(plan).await?;
     }
     if plan.args.keep {
         // Kept data should reopen cleanly. Otherwise the directory is about to be deleted, and
