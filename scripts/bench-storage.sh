@@ -79,7 +79,7 @@ file_models=(dedicated shared)
 # A throwaway MariaDB for the mysql cases, stopped when the script exits.
 mariadb_dir="$data/mariadb-$$"
 start_mariadb() {
-  if [ -n "${STRATA_BENCH_ONLY:-}" ] && ! [[ mysql/ =~ $STRATA_BENCH_ONLY ]]; then
+  if [ -n "${STRATA_BENCH_ONLY:-}" ] && [[ $STRATA_BENCH_ONLY != *mysql* ]]; then
     return 0
   fi
   "$root/scripts/mariadb.py" start "$mariadb_dir" >/dev/null
@@ -92,7 +92,7 @@ s3_dir="$data/s3-$$"
 s3=()
 s3flags=()
 start_s3() {
-  if [ -n "${STRATA_BENCH_ONLY:-}" ] && ! [[ s3/ =~ $STRATA_BENCH_ONLY ]]; then
+  if [ -n "${STRATA_BENCH_ONLY:-}" ] && [[ $STRATA_BENCH_ONLY != *s3* ]]; then
     return 0
   fi
   mkdir -p "$s3_dir"

@@ -136,6 +136,7 @@ fn impossible_runs_fail_with_a_reason() {
     assert!(err("--engine memory --durability fsync").contains("memory"));
     assert!(err("--shards 2 --concurrency 3").contains("--concurrency"));
     assert!(err("--engine s3").contains("--s3-bucket"));
+    assert!(err("--tier").contains("--tier needs"));
     assert!(err("--engine mysql").contains("--mysql-url"));
 }
 

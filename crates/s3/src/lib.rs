@@ -749,6 +749,7 @@ async fn flusher(inner: std::sync::Weak<Inner>) {
                 let mut seq = me.log.lock().await;
                 match me.commit(&mut seq, Vec::new(), Vec::new()).await {
                     Ok(()) => backoff = Duration::from_millis(100),
+                    Err(StorageError::Closed | StorageError::Poisoned(_)) => return,
                     Err(e) => {
                         drop(seq);
                         tracing::warn!(error = %e, retry_in = ?backoff, "s3 engine: flush failed");

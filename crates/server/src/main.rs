@@ -50,7 +50,7 @@ enum MqttCommand {
 #[derive(Debug, Subcommand)]
 enum BenchTarget {
     /// One storage engine configuration against raw file I/O; prints one JSON line.
-    Storage(strata_bench::storage::StorageArgs),
+    Storage(Box<strata_bench::storage::StorageArgs>),
     /// A running node through a Kafka client, against its storage engine; prints one JSON line.
     Kafka(strata_bench::kafka::KafkaArgs),
     /// A running node over MQTT, and a mosquitto started for comparison; prints JSON lines.
@@ -85,7 +85,7 @@ fn main() -> ExitCode {
             target: BenchTarget::Storage(args),
         } => {
             init_logs("warn");
-            strata_bench::storage::run(args).map(drop)
+            strata_bench::storage::run(*args).map(drop)
         }
         Command::Bench {
             target: BenchTarget::Kafka(args),

@@ -482,7 +482,7 @@ impl Engine for DedicatedEngine {
 
     async fn offset_for_timestamp(&self, id: &ShardId, ts: i64) -> Result<Option<TimestampHit>> {
         let log = self.shard(id)?;
-        let tiered = log.lock_live()?.remote.first().is_some();
+        let tiered = !log.lock_live()?.remote.is_empty();
         if tiered {
             let tier = self.tier_or_err()?;
             let cache = &self.remote_cache;
