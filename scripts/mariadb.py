@@ -13,13 +13,13 @@ happens to be running already.
 
 import os
 import pathlib
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
+
+from ports import free_port
 
 USER, PASSWORD = "strata", "strata-test"
 
@@ -35,26 +35,10 @@ def _binary(name):
     raise RuntimeError(f"{name} not found: install Debian's mariadb-server (scripts/test.sh does)")
 
 
-def _free_port():
-    try:
-        lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-    except (OSError, ValueError, IndexError):
-        lo = 32768
-    for _ in range(500):
-        port = random.randint(10000, max(10001, lo - 1))
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port for MariaDB")
-
-
 class MariaDb:
     def __init__(self, directory, port=None):
         self.dir = pathlib.Path(directory).resolve()
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.proc = None
         self._databases = 0
 

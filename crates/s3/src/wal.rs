@@ -61,6 +61,16 @@ fn segment_path(dir: &Path, start: u64) -> PathBuf {
     dir.join(format!("{start:020}.wal"))
 }
 
+/// Opens (creating) a segment for appending.
+fn open_segment(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)
+        .map_err(|e| io_err(path, e))
+}
+
 fn io_err(path: &Path, e: io::Error) -> StorageError {
     StorageError::Io(io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
@@ -108,12 +118,7 @@ impl Wal {
             Some(last) => last,
             None => (end, segment_path(dir, end)),
         };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(&path)
-            .map_err(|e| io_err(&path, e))?;
+        let file = open_segment(&path)?;
         let len = file.metadata().map_err(|e| io_err(&path, e))?.len();
         let wal = Wal {
             dir: dir.to_owned(),
@@ -157,13 +162,7 @@ impl Wal {
         a.file.sync_data().map_err(|e| io_err(&old, e))?;
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         let start = a.start + a.len;
-        let path = segment_path(&self.dir, start);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(&path)
-            .map_err(|e| io_err(&path, e))?;
+        let file = open_segment(&segment_path(&self.dir, start))?;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| io_err(&self.dir, e))?;

@@ -1,12 +1,13 @@
 //! A throwaway MariaDB for tests: its own data directory and a free port, started once per test
 //! binary and killed when the binary exits.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use strata_storage::testkit::free_port;
 
 /// A running server.
 #[derive(Debug)]
@@ -46,24 +47,6 @@ fn remove_stale_dirs() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
-}
-
-fn free_port() -> u16 {
-    // Below the ephemeral range, so that no client's outgoing port takes it meanwhile.
-    for _ in 0..200 {
-        let port = 20000 + (rand_u32() % 12000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port for MariaDB");
-}
-
-fn rand_u32() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    t.subsec_nanos() ^ std::process::id().wrapping_mul(2_654_435_761)
 }
 
 fn need(bin: &str) -> PathBuf {
@@ -178,22 +161,5 @@ impl MariaDb {
 /// Spawns `cmd` from a thread that lives as long as the process, with a parent-death signal,
 /// so the child dies with the test binary however it exits.
 fn spawn_outliving_tests(cmd: &mut Command) -> Child {
-    use std::os::unix::process::CommandExt;
-    let cmd = std::mem::replace(cmd, Command::new("true"));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut cmd = cmd;
-        // SAFETY: prctl is async-signal-safe and touches only the child's own state.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        tx.send(cmd.spawn().expect("spawn mariadbd")).unwrap();
-        loop {
-            std::thread::park();
-        }
-    });
-    rx.recv().unwrap()
+    strata_storage::testkit::spawn_outliving_tests(std::mem::replace(cmd, Command::new("true")))
 }

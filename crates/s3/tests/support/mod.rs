@@ -1,10 +1,9 @@
 //! A throwaway S3-compatible server for tests (`strata-test-s3`, s3s-fs's backend) over its own
-//! directory on a free port,
-//! started once per test binary and killed when the binary exits.
+//! directory on a free port, started once per test binary and killed when the binary exits.
 
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -12,6 +11,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use strata_s3::S3Options;
+use strata_storage::testkit::{free_port, spawn_outliving_tests};
 
 pub const ACCESS_KEY: &str = "strata-test";
 pub const SECRET_KEY: &str = "strata-test-secret";
@@ -57,21 +57,6 @@ pub fn server_binary() -> PathBuf {
         "strata-test-s3 not found: the s3 engine's tests need an S3-compatible server; \
          scripts/test.sh installs it (cargo install --locked --path tools/s3-server)",
     )
-}
-
-fn free_port() -> u16 {
-    // Below the ephemeral range, so that no client's outgoing port takes it meanwhile.
-    for i in 0..200u32 {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap();
-        let r = t.subsec_nanos() ^ std::process::id().wrapping_mul(2_654_435_761) ^ i;
-        let port = 20000 + (r % 12000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port for the S3 server");
 }
 
 /// Directories of earlier test binaries that have exited.
@@ -171,26 +156,4 @@ impl S3Server {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
-
-/// Spawns from a thread that never exits: the parent-death signal follows the spawning thread,
-/// and test threads end early.
-fn spawn_outliving_tests(cmd: Command) -> Child {
-    use std::os::unix::process::CommandExt;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut cmd = cmd;
-        // SAFETY: prctl is async-signal-safe and touches only the child's own state.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        tx.send(cmd.spawn().expect("start strata-test-s3")).unwrap();
-        loop {
-            std::thread::park();
-        }
-    });
-    rx.recv().unwrap()
 }

@@ -80,6 +80,47 @@ macro_rules! contract_suite {
     };
 }
 
+/// Spawns a test server (a database, an object store) that dies with the test binary: its
+/// parent-death signal is tied to a thread that never exits, because the signal follows the
+/// spawning thread and test threads end early.
+pub fn spawn_outliving_tests(cmd: std::process::Command) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut cmd = cmd;
+        // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        tx.send(cmd.spawn()).expect("the caller waits");
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv()
+        .expect("the spawning thread answers")
+        .expect("start the test server")
+}
+
+/// A free TCP port below the ephemeral range (so that no client's outgoing connection takes it
+/// before the server binds it).
+pub fn free_port() -> u16 {
+    for i in 0..500u32 {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let r = t.subsec_nanos() ^ std::process::id().wrapping_mul(2_654_435_761) ^ i;
+        let port = 20000 + (r % 12000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port for a test server");
+}
+
 /// A shard id for tests.
 pub fn shard(topic: &str, partition: u32) -> ShardId {
     ShardId::new(topic, partition).expect("valid shard name")
