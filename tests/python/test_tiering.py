@@ -42,12 +42,13 @@ def test_tiered_topic_keeps_local_disk_bounded_and_reads_from_offset_0(make_serv
         time.sleep(0.02)
     second.finish()
     assert not second.failed, second.failed[:3]
-    time.sleep(2)  # a few maintenance passes upload the last closed segments
-
     produced = first.count() + second.count()
     assert produced * 1000 > 16 * LOCAL, "far more than local retention was produced"
-    local = _local_log_bytes(server.data_dir, topic)
-    assert local <= LOCAL + 2 * SEGMENT, f"{local} bytes of segments kept locally"
+    # Maintenance passes (every 200 ms) upload the closed segments and drop the local copies.
+    deadline = time.time() + 60
+    while (local := _local_log_bytes(server.data_dir, topic)) > LOCAL + 2 * SEGMENT:
+        assert time.time() < deadline, f"{local} bytes of segments still kept locally"
+        time.sleep(0.2)
     tiered = [k for k in s3server.objects(bucket) if k.startswith(f"strata/tier/{topic}-0/")]
     assert sum(k.endswith(".log") for k in tiered) >= 20, tiered[:5]
 
