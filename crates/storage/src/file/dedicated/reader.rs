@@ -76,7 +76,20 @@ impl ShardLog {
         let entries: Cow<'_, [OffsetEntry]> = match entries {
             Entries::Copied(v) => Cow::Owned(v),
             Entries::Closed => {
-                closed = self.closed_index(ctx, base, summary)?;
+                closed = match self.closed_index(ctx, base, summary) {
+                    Ok(ix) => ix,
+                    // Retention deleted the segment (and its index files) after the lock was
+                    // released: the offset is gone now, or the read is planned again.
+                    Err(StorageError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                        let st = self.lock_live()?;
+                        if from < st.log_start {
+                            return Err(self.out_of_range(&st, from));
+                        }
+                        drop(st);
+                        return self.read(ctx, from, max_bytes);
+                    }
+                    Err(e) => return Err(e),
+                };
                 Cow::Borrowed(&closed.offsets)
             }
         };
