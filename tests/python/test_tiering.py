@@ -11,6 +11,9 @@ from test_s3_engine import Tracker, _check_kept, _read_all
 
 LOCAL = 256 << 10
 SEGMENT = 64 << 10
+# Producer batches are capped, so that a segment exceeds segment.bytes by at most one batch.
+BATCH = 16 << 10
+BOUND = LOCAL + 2 * (SEGMENT + BATCH)
 
 
 def _local_log_bytes(data_dir, topic):
@@ -28,7 +31,7 @@ def test_tiered_topic_keeps_local_disk_bounded_and_reads_from_offset_0(make_serv
         "remote.storage.enable": "true", "local.retention.bytes": str(LOCAL),
         "segment.bytes": str(SEGMENT)})
     pad = "x" * 1000
-    first = Tracker(server.bootstrap, topic, 1, "a" + pad)
+    first = Tracker(server.bootstrap, topic, 1, "a" + pad, **{"batch.size": BATCH})
     first.thread.start()
     while first.count() < 2500:
         time.sleep(0.02)
@@ -36,7 +39,7 @@ def test_tiered_topic_keeps_local_disk_bounded_and_reads_from_offset_0(make_serv
     server.kill9()
     first.finish()
     server.start()
-    second = Tracker(server.bootstrap, topic, 1, "b" + pad)
+    second = Tracker(server.bootstrap, topic, 1, "b" + pad, **{"batch.size": BATCH})
     second.thread.start()
     while second.count() < 2500:
         time.sleep(0.02)
@@ -46,8 +49,14 @@ def test_tiered_topic_keeps_local_disk_bounded_and_reads_from_offset_0(make_serv
     assert produced * 1000 > 16 * LOCAL, "far more than local retention was produced"
     # Maintenance passes (every 200 ms) upload the closed segments and drop the local copies.
     deadline = time.time() + 60
-    while (local := _local_log_bytes(server.data_dir, topic)) > LOCAL + 2 * SEGMENT:
-        assert time.time() < deadline, f"{local} bytes of segments still kept locally"
+    while (local := _local_log_bytes(server.data_dir, topic)) > BOUND:
+        if time.time() > deadline:
+            shard = os.path.join(server.data_dir, "file", "dedicated", f"{topic}-0")
+            listing = sorted(os.listdir(shard))
+            uploaded = open(os.path.join(shard, "remote-segments")).read()
+            tiering = [line for line in server.log if "tier" in line or "upload" in line][-10:]
+            raise AssertionError(f"{local} bytes of segments still kept locally: {listing}\n"
+                                 f"uploaded:\n{uploaded}\nlog:\n" + "\n".join(tiering))
         time.sleep(0.2)
     tiered = [k for k in s3server.objects(bucket) if k.startswith(f"strata/tier/{topic}-0/")]
     assert sum(k.endswith(".log") for k in tiered) >= 20, tiered[:5]
