@@ -260,18 +260,6 @@ impl S3Engine {
     pub fn wal_files(dir: &FsPath) -> Vec<PathBuf> {
         Wal::files(dir)
     }
-
-    /// Bytes held by objects in the bucket that still have live batches, per the engine's
-    /// metadata (data bytes, without indexes).
-    pub fn stored_bytes(&self) -> u64 {
-        self.inner
-            .state
-            .lock()
-            .objects
-            .values()
-            .map(|o| o.size)
-            .sum()
-    }
 }
 
 impl Inner {
