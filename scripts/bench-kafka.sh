@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs the Kafka benchmark cases the project reports against a `strata serve` of its own, and
-# appends every JSON line to one results file. Each case is one `strata bench kafka` run, which
+# appends every JSON line to one results file. Each case is one `strata-bench kafka` run, which
 # creates (and afterwards deletes) its own topic and measures the storage engine reference in
 # the same run. The whole set takes a few minutes on a 2-core VM.
 #
 #   scripts/bench-kafka.sh RESULTS.jsonl [--quick]
 #
 #   --quick           a smoke run of a few seconds: every mode, tiny sizes
-#   STRATA_BIN        the strata binary (default: built here with cargo build --release)
+#   STRATA_BIN, STRATA_BENCH_BIN  the strata and strata-bench binaries (default: built here)
 #   STRATA_BENCH_DIR  folder for the node's throwaway data directory and the engine references
 #                     (default: target/bench-data); put it on the disk you mean to measure
 #   STRATA_BENCH_REPEATS  run the whole set this many times, interleaved (default 1); one run
@@ -18,26 +18,10 @@
 # cases, and the exit status is non-zero if any failed. Do not run anything heavy meanwhile.
 set -euo pipefail
 
-quick=0
-results=""
-for arg in "$@"; do
-  case "$arg" in
-    --quick) quick=1 ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    -*) echo "unknown flag $arg" >&2; exit 2 ;;
-    *) results="$arg" ;;
-  esac
-done
-if [ -z "$results" ]; then
-  echo "usage: $0 RESULTS.jsonl [--quick]" >&2
-  exit 2
-fi
+. "$(dirname "$0")/bench-common.sh"
+bench_args "RESULTS.jsonl [--quick]" 2,19 "$@"
 
-root="$(cd "$(dirname "$0")/.." && pwd)"
-if [ -z "${STRATA_BIN:-}" ]; then
-  (cd "$root" && cargo build --release -q -p strata-server)
-  STRATA_BIN="${CARGO_TARGET_DIR:-$root/target}/release/strata"
-fi
+bench_bins
 bench_dir="${STRATA_BENCH_DIR:-$root/target/bench-data}"
 mkdir -p "$bench_dir" "$(dirname "$results")"
 node_dir="$(mktemp -d "$bench_dir/kafka-node.XXXXXX")"
@@ -76,7 +60,7 @@ case_() {
   local label="$1"
   shift
   echo "== $label" >&2
-  if "$STRATA_BIN" bench kafka --bootstrap "$bootstrap" --label "$label" --dir "$bench_dir" \
+  if "$STRATA_BENCH_BIN" kafka --bootstrap "$bootstrap" --label "$label" --dir "$bench_dir" \
       --jsonl "$results" "$@"; then
     passed=$((passed + 1))
   else

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Runs the MQTT benchmark cases against a `strata serve` of its own and, in the same run, a
-# Debian `mosquitto` that `strata bench mqtt --mosquitto` starts on a free port. Appends every
+# Debian `mosquitto` that `strata-bench mqtt --mosquitto` starts on a free port. Appends every
 # JSON line (one per server and case) to one results file.
 #
 #   scripts/bench-mqtt.sh RESULTS.jsonl [--quick]
 #
 #   --quick           a smoke run of a few seconds: every case, tiny sizes
-#   STRATA_BIN        the strata binary (default: built here with cargo build --release)
+#   STRATA_BIN, STRATA_BENCH_BIN  the strata and strata-bench binaries (default: built here)
 #   STRATA_BENCH_REPEATS  run the whole set this many times, interleaved (default 1)
 #   STRATA_BENCH_CONNECTIONS  idle connections of the connections case (default 50000)
 #
@@ -15,27 +15,11 @@
 # A failing case is reported and the set goes on; the exit status is non-zero if any failed.
 set -euo pipefail
 
-quick=0
-results=""
-for arg in "$@"; do
-  case "$arg" in
-    --quick) quick=1 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    -*) echo "unknown flag $arg" >&2; exit 2 ;;
-    *) results="$arg" ;;
-  esac
-done
-if [ -z "$results" ]; then
-  echo "usage: $0 RESULTS.jsonl [--quick]" >&2
-  exit 2
-fi
+. "$(dirname "$0")/bench-common.sh"
+bench_args "RESULTS.jsonl [--quick]" 2,16 "$@"
 command -v mosquitto >/dev/null || { echo "bench-mqtt: needs mosquitto (apt-get install mosquitto)" >&2; exit 2; }
 
-root="$(cd "$(dirname "$0")/.." && pwd)"
-if [ -z "${STRATA_BIN:-}" ]; then
-  (cd "$root" && cargo build --release -q -p strata-server)
-  STRATA_BIN="${CARGO_TARGET_DIR:-$root/target}/release/strata"
-fi
+bench_bins
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 mkdir -p "$(dirname "$results")"
 node_dir="$(mktemp -d)"
@@ -83,7 +67,7 @@ case_() {
   local label="$1"
   shift
   echo "== $label" >&2
-  if "$STRATA_BIN" bench mqtt --server "$addr" --server-pid "$node_pid" --mosquitto \
+  if "$STRATA_BENCH_BIN" mqtt --server "$addr" --server-pid "$node_pid" --mosquitto \
       --label "$label" --jsonl "$results" "$@" >/dev/null; then
     passed=$((passed + 1))
   else

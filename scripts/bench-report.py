@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Prints the benchmark results in a JSONL file as Markdown tables: one table for the storage
-benchmark's lines, one for `strata bench kafka`'s and one for `strata bench mqtt`'s, for those
+benchmark's lines, one for `strata-bench kafka`'s and one for `strata-bench mqtt`'s, for those
 the file holds.
 
     scripts/bench-report.py RESULTS.jsonl            one row per line, in file order

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Runs the storage benchmark matrix the project reports and appends every JSON line to one
-# results file. Each case is one `strata bench storage` run; sizes are chosen so that a case
+# results file. Each case is one `strata-bench storage` run; sizes are chosen so that a case
 # takes seconds to a minute on a 2-core VM and the whole matrix well under 30 minutes.
 #
 #   scripts/bench-storage.sh [--quick] RESULTS.jsonl
 #
 #   --quick           a smoke run of a few seconds: every mode and engine, tiny sizes
-#   STRATA_BIN        the strata binary (default: built here with cargo build --release)
+#   STRATA_BIN, STRATA_BENCH_BIN  the strata and strata-bench binaries (default: built here)
 #   STRATA_BENCH_DIR  folder for the runs' data directories (default: target/bench-data);
 #                     put it on the disk you mean to measure, never on tmpfs
 #   STRATA_BENCH_ONLY a regular expression: run only the cases whose label matches
@@ -15,26 +15,10 @@
 # cases, and the exit status is non-zero if any failed. Do not run anything heavy meanwhile.
 set -euo pipefail
 
-quick=0
-results=""
-for arg in "$@"; do
-  case "$arg" in
-    --quick) quick=1 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    -*) echo "unknown flag $arg" >&2; exit 2 ;;
-    *) results="$arg" ;;
-  esac
-done
-if [ -z "$results" ]; then
-  echo "usage: $0 [--quick] RESULTS.jsonl" >&2
-  exit 2
-fi
+. "$(dirname "$0")/bench-common.sh"
+bench_args "[--quick] RESULTS.jsonl" 2,15 "$@"
 
-root="$(cd "$(dirname "$0")/.." && pwd)"
-if [ -z "${STRATA_BIN:-}" ]; then
-  (cd "$root" && cargo build --release -q -p strata-server)
-  STRATA_BIN="${CARGO_TARGET_DIR:-$root/target}/release/strata"
-fi
+bench_bins
 data="${STRATA_BENCH_DIR:-$root/target/bench-data}"
 mkdir -p "$data" "$(dirname "$results")"
 
@@ -49,7 +33,7 @@ case_() {
     return 0
   fi
   echo "== $label" >&2
-  if "$STRATA_BIN" bench storage --label "$label" --dir "$data" --jsonl "$results" "$@"; then
+  if "$STRATA_BENCH_BIN" storage --label "$label" --dir "$data" --jsonl "$results" "$@"; then
     passed=$((passed + 1))
   else
     echo "FAILED: $label" >&2
@@ -65,7 +49,7 @@ low_fd_case() {
     return 0
   fi
   echo "== $label (ulimit -n $limit)" >&2
-  if (ulimit -n "$limit" && exec "$STRATA_BIN" bench storage --label "$label" --dir "$data" \
+  if (ulimit -n "$limit" && exec "$STRATA_BENCH_BIN" storage --label "$label" --dir "$data" \
       --jsonl "$results" "$@"); then
     passed=$((passed + 1))
   else

@@ -6,14 +6,11 @@
 set -euo pipefail
 results="${1:?usage: $0 RESULTS.jsonl [REPEATS]}"
 reps="${2:-5}"
-root="$(cd "$(dirname "$0")/.." && pwd)"
-if [ -z "${STRATA_BIN:-}" ]; then
-  (cd "$root" && cargo build --release -q -p strata-server)
-  STRATA_BIN="${CARGO_TARGET_DIR:-$root/target}/release/strata"
-fi
+. "$(dirname "$0")/bench-common.sh"
+bench_bins
 data="${STRATA_BENCH_DIR:-$root/target/bench-data}"
 mkdir -p "$data"
-run() { "$STRATA_BIN" bench storage --dir "$data" --jsonl "$results" "$@" > /dev/null; }
+run() { "$STRATA_BENCH_BIN" storage --dir "$data" --jsonl "$results" "$@" > /dev/null; }
 for i in $(seq "$reps"); do
   for m in dedicated shared; do
     run --label "target/$m/1MiB/fsync" --engine file --model $m --batch-bytes 1MiB \

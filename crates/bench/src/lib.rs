@@ -1,10 +1,9 @@
 //! Strata's benchmarks: programs that print numbers, each beside the physical reference measured
-//! in the same run.
+//! in the same run. They run as the `strata-bench` binary (`src/main.rs`):
 //!
-//! - [`storage`]: one storage engine configuration against raw file I/O (`strata bench
-//!   storage`).
-//!
-//! Protocol load generators (`strata bench kafka|mqtt`) will live beside it.
+//! - [`storage`]: one storage engine configuration against raw file I/O (`strata-bench storage`);
+//! - [`kafka`]: a running node through librdkafka, beside its engine (`strata-bench kafka`);
+//! - [`mqtt`]: a running node over MQTT, beside a mosquitto in the same run (`strata-bench mqtt`).
 
 pub mod kafka;
 pub mod mqtt;

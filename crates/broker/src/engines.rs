@@ -70,6 +70,20 @@ fn pick<T: Engine>(pair: &[Arc<T>; 2], model: Model) -> Arc<dyn Engine> {
     }
 }
 
+/// Why a topic cannot use an engine that this build of Strata leaves out, and how to build one
+/// that has it.
+pub fn missing_engine(kind: EngineKind) -> String {
+    let needs = match kind {
+        EngineKind::Rocksdb => " (RocksDB's C++ needs g++ and libclang-dev)",
+        _ => "",
+    };
+    format!(
+        "storage.engine={kind} is not in this build of Strata: it is the cargo feature \
+         `{kind}` of strata-server; build with `cargo build --release -p strata-server \
+         --features {kind}`{needs}, or `--features full` for every engine"
+    )
+}
+
 impl Engines {
     /// Opens (and recovers) the file engines under `data_dir/file/`, the RocksDB database under
     /// `data_dir/rocksdb/` if it exists, the MySQL pool if a server is configured, and the s3
@@ -166,9 +180,7 @@ impl Engines {
                 all(feature = "rocksdb", feature = "mysql", feature = "s3"),
                 allow(unreachable_patterns)
             )]
-            (other, _) => Err(BrokerError::config(format!(
-                "storage.engine={other} is not available in this build of Strata"
-            ))),
+            (other, _) => Err(BrokerError::config(missing_engine(other))),
         }
     }
 

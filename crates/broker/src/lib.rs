@@ -22,7 +22,7 @@ mod topics;
 pub use broker::Broker;
 pub use config::BrokerConfig;
 pub use data::{ProduceOutcome, TimestampQuery};
-pub use engines::Engines;
+pub use engines::{Engines, missing_engine};
 pub use error::{BrokerError, Result};
 pub use offsets::CommittedOffset;
 pub use topic::{Partition, Topic, TopicMetrics, format_id};

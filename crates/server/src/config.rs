@@ -114,8 +114,10 @@ pub struct ServeArgs {
     pub s3_flush_bytes: Option<usize>,
 }
 
-/// The `[s3]` table of the TOML file.
+/// The `[s3]` table of the TOML file. A build without the s3 engine still parses it, so that
+/// one file serves every build; it refuses only a bucket.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct S3File {
     bucket: Option<String>,
@@ -128,8 +130,9 @@ struct S3File {
     flush_bytes: Option<usize>,
 }
 
-/// The `[mysql]` table of the TOML file.
+/// The `[mysql]` table of the TOML file (parsed by every build, like `[s3]`).
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct MysqlFile {
     url: Option<String>,
@@ -203,7 +206,9 @@ pub struct ServeConfig {
     pub group_initial_rebalance_delay_ms: u64,
     pub max_request_bytes: usize,
     pub mqtt: MqttSettings,
+    #[cfg(feature = "mysql")]
     pub mysql: Option<strata_mysql::MysqlOptions>,
+    #[cfg(feature = "s3")]
     pub s3: Option<strata_s3::S3Options>,
     pub maintenance_interval_ms: u64,
 }
@@ -239,21 +244,30 @@ impl ServeConfig {
         };
         default_spec.validate()?;
         let mqtt = resolve_mqtt(args, &file.mqtt)?;
-        let mysql = args
-            .mysql_url
-            .clone()
-            .or(file.mysql.url.clone())
-            .map(|url| {
-                let mut o = strata_mysql::MysqlOptions::new(url);
-                if let Some(n) = args.mysql_max_connections.or(file.mysql.max_connections) {
-                    o.max_connections = n.max(1);
-                }
-                o
-            });
+        let mysql_url = args.mysql_url.clone().or(file.mysql.url.clone());
+        #[cfg(feature = "mysql")]
+        let mysql = mysql_url.map(|url| {
+            let mut o = strata_mysql::MysqlOptions::new(url);
+            if let Some(n) = args.mysql_max_connections.or(file.mysql.max_connections) {
+                o.max_connections = n.max(1);
+            }
+            o
+        });
+        #[cfg(not(feature = "mysql"))]
+        if mysql_url.is_some() {
+            bail!("{}", strata_broker::missing_engine(EngineKind::Mysql));
+        }
+        #[cfg(feature = "s3")]
         let s3 = resolve_s3(args, &file.s3)?;
+        #[cfg(not(feature = "s3"))]
+        if args.s3_bucket.is_some() || file.s3.bucket.is_some() {
+            bail!("{}", strata_broker::missing_engine(EngineKind::S3));
+        }
         Ok(ServeConfig {
             mqtt,
+            #[cfg(feature = "mysql")]
             mysql,
+            #[cfg(feature = "s3")]
             s3,
             maintenance_interval_ms: args
                 .maintenance_interval_ms
@@ -345,6 +359,7 @@ fn read_file(path: &Path) -> Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
 }
 
+#[cfg(feature = "s3")]
 fn resolve_s3(args: &ServeArgs, file: &S3File) -> Result<Option<strata_s3::S3Options>> {
     let Some(bucket) = args.s3_bucket.clone().or(file.bucket.clone()) else {
         let set = args.s3_endpoint.is_some() || file.endpoint.is_some();

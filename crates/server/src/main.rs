@@ -1,5 +1,6 @@
 //! The `strata` binary: `strata serve` runs a node; `strata topic` manages topics on a running
-//! node; `strata bench` measures Strata's parts.
+//! node; `strata mqtt passwd` hashes MQTT passwords. The benchmarks are the separate
+//! `strata-bench` binary, so that a deployed broker carries no load generator.
 
 mod admin;
 mod cli;
@@ -13,9 +14,17 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+/// The version and the git commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("STRATA_GIT_COMMIT"),
+    ")"
+);
+
 /// Strata: one message platform over pluggable storage.
 #[derive(Debug, Parser)]
-#[command(name = "strata", version, about)]
+#[command(name = "strata", version = VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,11 +42,6 @@ enum Command {
         #[command(subcommand)]
         command: MqttCommand,
     },
-    /// Measure Strata's parts on this machine.
-    Bench {
-        #[command(subcommand)]
-        target: BenchTarget,
-    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -45,16 +49,6 @@ enum MqttCommand {
     /// Read a password from standard input (one line) and print its argon2 hash for the
     /// `password` field of an MQTT auth file.
     Passwd,
-}
-
-#[derive(Debug, Subcommand)]
-enum BenchTarget {
-    /// One storage engine configuration against raw file I/O; prints one JSON line.
-    Storage(Box<strata_bench::storage::StorageArgs>),
-    /// A running node through a Kafka client, against its storage engine; prints one JSON line.
-    Kafka(strata_bench::kafka::KafkaArgs),
-    /// A running node over MQTT, and a mosquitto started for comparison; prints JSON lines.
-    Mqtt(strata_bench::mqtt::MqttArgs),
 }
 
 fn init_logs(filter: &str) {
@@ -81,24 +75,6 @@ fn main() -> ExitCode {
         Command::Mqtt {
             command: MqttCommand::Passwd,
         } => passwd(),
-        Command::Bench {
-            target: BenchTarget::Storage(args),
-        } => {
-            init_logs("warn");
-            strata_bench::storage::run(*args).map(drop)
-        }
-        Command::Bench {
-            target: BenchTarget::Kafka(args),
-        } => {
-            init_logs("warn");
-            strata_bench::kafka::run(args).map(drop)
-        }
-        Command::Bench {
-            target: BenchTarget::Mqtt(args),
-        } => {
-            init_logs("warn");
-            strata_bench::mqtt::run(args).map(drop)
-        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -51,8 +51,14 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     broker_config.num_partitions = config.num_partitions;
     broker_config.default_spec = config.default_spec;
     broker_config.group_initial_rebalance_delay_ms = config.group_initial_rebalance_delay_ms;
-    broker_config.mysql = config.mysql.clone();
-    broker_config.s3 = config.s3.clone();
+    #[cfg(feature = "mysql")]
+    {
+        broker_config.mysql = config.mysql.clone();
+    }
+    #[cfg(feature = "s3")]
+    {
+        broker_config.s3 = config.s3.clone();
+    }
     broker_config.maintenance_interval_ms = config.maintenance_interval_ms;
     let broker = Broker::open(broker_config)
         .await

@@ -157,7 +157,7 @@ fn poll_until(
             Some(Err(e)) => {
                 // librdkafka reports transport errors it then retries; count them, go on.
                 out.errors += 1;
-                eprintln!("strata bench kafka: consumer: {e}");
+                eprintln!("strata-bench kafka: consumer: {e}");
             }
         }
         if progress.elapsed() > IDLE_LIMIT {

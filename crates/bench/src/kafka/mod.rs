@@ -1,4 +1,4 @@
-//! `strata bench kafka`: drives a running `strata serve` through a real Kafka client
+//! `strata-bench kafka`: drives a running `strata serve` through a real Kafka client
 //! (librdkafka, through the `rdkafka` crate) and reports one JSON line, beside the storage
 //! engine's own figure for the same records measured in the same run.
 //!
@@ -69,7 +69,7 @@ pub fn run(args: KafkaArgs) -> Result<Report> {
     if !plan.args.keep_topic
         && let Err(e) = runtime.block_on(admin.delete(&topic))
     {
-        eprintln!("strata bench kafka: {e:#}");
+        eprintln!("strata-bench kafka: {e:#}");
     }
     let (kafka, reference, source) = measured?;
     let report = build_report(&plan, topic, host, kafka, reference, source);

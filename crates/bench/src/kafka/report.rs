@@ -1,6 +1,6 @@
 //! The one JSON line a Kafka run prints, and where it goes.
 //!
-//! Field names follow `strata bench storage` where the two overlap (`bench`, `label`,
+//! Field names follow `strata-bench storage` where the two overlap (`bench`, `label`,
 //! `unix_time`, `mb_per_s`, `p50_us`…, `ratio`, and the host facts), so both benches' lines
 //! can sit in one results file. Rates use MB = 10^6 bytes of record values; latencies are in
 //! microseconds. Fields that do not apply to a run are `null`, never left out.

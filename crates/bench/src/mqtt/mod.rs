@@ -1,4 +1,4 @@
-//! `strata bench mqtt`: drives a running `strata serve` over MQTT and, with `--mosquitto`,
+//! `strata-bench mqtt`: drives a running `strata serve` over MQTT and, with `--mosquitto`,
 //! a Debian `mosquitto` it starts itself on a free port, with the same load in the same run.
 //! Prints one JSON line per server and case.
 //!
@@ -43,7 +43,7 @@ pub enum Case {
     Connections,
 }
 
-/// Flags of `strata bench mqtt`.
+/// Flags of `strata-bench mqtt`.
 #[derive(Debug, Clone, Args)]
 pub struct MqttArgs {
     /// The Strata MQTT listener.

@@ -1,4 +1,4 @@
-//! The flags of `strata bench storage`, and the checked [`Plan`] they resolve to.
+//! The flags of `strata-bench storage`, and the checked [`Plan`] they resolve to.
 
 use std::path::PathBuf;
 

@@ -63,7 +63,7 @@ impl DataDir {
     pub fn finish(mut self) -> Result<()> {
         let keep = std::mem::replace(&mut self.keep, true);
         if keep {
-            eprintln!("strata bench: kept data in {}", self.path.display());
+            eprintln!("strata-bench: kept data in {}", self.path.display());
             return Ok(());
         }
         fs::remove_dir_all(&self.path)

@@ -1,4 +1,4 @@
-//! `strata bench storage`: one measurement of one engine configuration, reported as one JSON
+//! `strata-bench storage`: one measurement of one engine configuration, reported as one JSON
 //! line beside the physical reference measured in the same run.
 //!
 //! A run: build a pool of batches → measure the raw baseline (pwrite / read / memcpy of the
