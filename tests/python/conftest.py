@@ -65,9 +65,11 @@ def free_port():
 class Server:
     """One `strata serve` process; restartable on the same ports and data directory."""
 
-    def __init__(self, data_dir, extra_args=()):
+    def __init__(self, data_dir, extra_args=(), nofile=None):
         self.data_dir = str(data_dir)
         self.extra_args = list(extra_args)
+        # (soft, hard) RLIMIT_NOFILE for the process, to test descriptor exhaustion.
+        self.nofile = nofile
         self.kafka_port = free_port()
         self.admin_port = free_port()
         self.mqtt_port = free_port()
@@ -105,7 +107,14 @@ class Server:
             "--log-level", os.environ.get("STRATA_TEST_LOG", "info"),
             *self.extra_args,
         ]
-        self.proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        limit = None
+        if self.nofile:
+            import resource
+
+            def limit():
+                resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)
+        self.proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     text=True, preexec_fn=limit)
         ready = threading.Event()
 
         def pump(proc):

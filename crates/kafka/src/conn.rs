@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 
 use crate::frame::{FrameError, read_frame};
 use crate::{Kafka, apis};
+use tokio_util::sync::CancellationToken;
 
 /// Why a connection ends.
 #[derive(Debug, thiserror::Error)]
@@ -76,9 +77,16 @@ pub(crate) async fn run(
     kafka: &Kafka,
     mut stream: TcpStream,
     peer: SocketAddr,
+    shutdown: &CancellationToken,
 ) -> Result<(), ConnError> {
     loop {
-        let frame = match read_frame(&mut stream, kafka.config.max_request_bytes).await {
+        // On shutdown the request in hand is answered; the connection closes before the next.
+        let next = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Ok(()),
+            f = read_frame(&mut stream, kafka.config.max_request_bytes) => f,
+        };
+        let frame = match next {
             Ok(f) => f,
             Err(e) => {
                 if !matches!(e, FrameError::Closed | FrameError::Io(_)) {

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use strata_broker::Broker;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 pub use apis::{Decoded, decode_request, supported_versions};
 pub use conn::ConnError;
@@ -28,6 +29,10 @@ pub use fetch_encode::{
 };
 pub use frame::{FrameError, read_frame};
 pub use metrics::KafkaMetrics;
+
+/// Open Kafka connections at most, unless configured (Kafka's `max.connections` is
+/// unbounded by default; a bound keeps a flood from taking every descriptor).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// Kafka's default `socket.request.max.bytes`.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 << 20;
@@ -61,21 +66,37 @@ impl Kafka {
         })
     }
 
-    /// Accepts connections until the listener fails; each connection runs in its own task.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
-        loop {
-            let (stream, peer) = listener.accept().await?;
-            let _ = stream.set_nodelay(true);
-            let kafka = self.clone();
-            tokio::spawn(async move {
-                kafka.connection(stream, peer).await;
-            });
-        }
+    /// Accepts connections until `drain` is cancelled, each in its own tracked task, at most
+    /// `max_connections` at once. Accept errors back off and never end the listener.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        max_connections: usize,
+        drain: strata_net::Drain,
+    ) {
+        let token = drain.token().clone();
+        strata_net::serve(
+            listener,
+            "kafka",
+            max_connections,
+            drain,
+            move |stream, peer| {
+                let kafka = self.clone();
+                let token = token.clone();
+                async move { kafka.connection(stream, peer, token).await }
+            },
+        )
+        .await
     }
 
-    async fn connection(self: Arc<Self>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+    async fn connection(
+        self: Arc<Self>,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) {
         self.metrics.connections.inc();
-        if let Err(e) = conn::run(&self, stream, peer).await {
+        if let Err(e) = conn::run(&self, stream, peer, &shutdown).await {
             match e {
                 conn::ConnError::Frame(FrameError::Closed) => {
                     tracing::debug!(%peer, "kafka connection closed by the client");

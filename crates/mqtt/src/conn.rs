@@ -11,6 +11,7 @@ use mqtt_proto::{Pid, QoS, QosPid, TopicName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Identity, Login};
 use crate::hub::{
@@ -44,6 +45,8 @@ enum End {
     TakenOver,
     /// The server could not do what was asked.
     Internal(anyhow::Error),
+    /// The server is shutting down.
+    Shutdown,
 }
 
 impl From<BadInput> for End {
@@ -53,7 +56,9 @@ impl From<BadInput> for End {
 }
 
 /// Serves one connection to its end. `peer` names it in logs.
-pub async fn run<S>(hub: Arc<Hub>, stream: S, peer: String)
+/// On `shutdown` the connection finishes the packets in hand, sends DISCONNECT 0x8B (v5) and
+/// hands its session back.
+pub async fn run<S>(hub: Arc<Hub>, stream: S, peer: String, shutdown: CancellationToken)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -62,7 +67,7 @@ where
     let mut inbuf = BytesMut::new();
     let result = connect(&hub, &mut rd, &mut wr, &mut inbuf, &peer).await;
     if let Some(mut conn) = result {
-        conn.serve(&mut rd, &mut wr, inbuf).await;
+        conn.serve(&mut rd, &mut wr, inbuf, &shutdown).await;
     }
     hub.metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }
@@ -372,12 +377,17 @@ impl Conn {
         self.maybe_trim_backlog();
     }
 
-    async fn serve<R, W>(&mut self, rd: &mut R, wr: &mut W, mut inbuf: BytesMut)
-    where
+    async fn serve<R, W>(
+        &mut self,
+        rd: &mut R,
+        wr: &mut W,
+        mut inbuf: BytesMut,
+        shutdown: &CancellationToken,
+    ) where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let end = self.run_loop(rd, wr, &mut inbuf).await;
+        let end = self.run_loop(rd, wr, &mut inbuf, shutdown).await;
         let normal = matches!(end, End::Disconnected { with_will: false });
         match &end {
             End::Closed(None) | End::Disconnected { .. } => {
@@ -404,6 +414,12 @@ impl Conn {
             End::TakenOver => {
                 tracing::info!(peer = %self.peer, client_id = %self.client_id, "closing MQTT connection: session taken over");
                 self.send(&disconnect(DisconnectReasonCode::SessionTakenOver, ""));
+            }
+            End::Shutdown => {
+                tracing::debug!(peer = %self.peer, client_id = %self.client_id, "closing MQTT connection: server shutting down");
+                if self.version.is_v5() {
+                    self.send(&disconnect(DisconnectReasonCode::ServerShuttingDown, ""));
+                }
             }
             End::Internal(e) => {
                 tracing::error!(peer = %self.peer, client_id = %self.client_id, error = %e, "closing MQTT connection");
@@ -483,7 +499,13 @@ impl Conn {
         }
     }
 
-    async fn run_loop<R, W>(&mut self, rd: &mut R, wr: &mut W, inbuf: &mut BytesMut) -> End
+    async fn run_loop<R, W>(
+        &mut self,
+        rd: &mut R,
+        wr: &mut W,
+        inbuf: &mut BytesMut,
+        shutdown: &CancellationToken,
+    ) -> End
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -545,6 +567,7 @@ impl Conn {
                 }
                 _ = tokio::time::sleep_until(deadline), if ka => return End::KeepAlive,
                 _ = self.kick.notified() => return End::TakenOver,
+                _ = shutdown.cancelled() => return End::Shutdown,
             }
         }
     }

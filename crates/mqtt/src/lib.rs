@@ -26,12 +26,19 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use futures::{SinkExt, StreamExt};
 use strata_broker::Broker;
+use strata_net::Drain;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 pub use auth::{Auth, hash_password};
 pub use config::{MapRule, MqttConfig};
 pub use hub::Hub;
+
+/// Open MQTT connections per listener at most, unless configured (Mosquitto's
+/// `max_connections` is unbounded by default; a bound keeps a flood from taking every
+/// descriptor).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 
 /// The MQTT front end of one node.
 #[derive(Debug, Clone)]
@@ -57,52 +64,67 @@ impl Mqtt {
         self.hub.metrics.connections.load(Ordering::Relaxed)
     }
 
-    /// Accepts MQTT clients over TCP until the task is dropped.
-    pub async fn serve_tcp(self, listener: TcpListener) -> std::io::Result<()> {
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of descriptors and the like: wait, don't spin.
-                    tracing::warn!(error = %e, "accepting an MQTT connection failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let hub = self.hub.clone();
-            tokio::spawn(conn::run(hub, stream, peer.to_string()));
-        }
+    /// Accepts MQTT clients over TCP until `drain` is cancelled, at most `max_connections`
+    /// at once. Accept errors back off and never end the listener.
+    pub async fn serve_tcp(self, listener: TcpListener, max_connections: usize, drain: Drain) {
+        let token = drain.token().clone();
+        strata_net::serve(
+            listener,
+            "mqtt",
+            max_connections,
+            drain,
+            move |stream, peer| {
+                conn::run(self.hub.clone(), stream, peer.to_string(), token.clone())
+            },
+        )
+        .await
     }
 
-    /// Accepts MQTT clients over WebSocket at `/mqtt` until the task is dropped.
-    pub async fn serve_ws(self, listener: TcpListener) -> std::io::Result<()> {
+    /// Accepts MQTT clients over WebSocket at `/mqtt` until `drain` is cancelled; each
+    /// session is tracked by `drain`.
+    pub async fn serve_ws(self, listener: TcpListener, drain: Drain) -> std::io::Result<()> {
         let app = Router::new()
             .route("/mqtt", get(upgrade))
-            .with_state(self.hub.clone());
+            .with_state((self.hub.clone(), drain.clone()));
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
+        .with_graceful_shutdown(drain.token().clone().cancelled_owned())
         .await
     }
 }
 
 async fn upgrade(
-    State(hub): State<Arc<Hub>>,
+    State((hub, drain)): State<(Arc<Hub>, Drain)>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ws: WebSocketUpgrade,
 ) -> impl IntoResponse {
     ws.protocols(["mqtt"])
         .max_message_size(hub.config.max_packet_size as usize + 8)
-        .on_upgrade(move |socket| ws_session(hub, socket, peer))
+        .on_upgrade(move |socket| {
+            let token = drain.token().clone();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            drain.spawn(async move {
+                let _ = rx.await;
+            });
+            async move {
+                ws_session(hub, socket, peer, token).await;
+                let _ = tx.send(());
+            }
+        })
 }
 
 /// Carries the MQTT byte stream inside binary WebSocket messages (a packet may span messages
 /// and a message may hold several packets, as MQTT over WebSocket allows).
-async fn ws_session(hub: Arc<Hub>, socket: WebSocket, peer: SocketAddr) {
+async fn ws_session(
+    hub: Arc<Hub>,
+    socket: WebSocket,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) {
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
-    let conn = tokio::spawn(conn::run(hub, ours, format!("ws://{peer}")));
+    let conn = tokio::spawn(conn::run(hub, ours, format!("ws://{peer}"), shutdown));
     let (mut from_conn, mut to_conn) = tokio::io::split(theirs);
     let (mut sink, mut stream) = socket.split();
     let mut buf = bytes::BytesMut::with_capacity(16 * 1024);

@@ -51,6 +51,13 @@ pub struct ServeArgs {
     /// Largest Kafka request accepted, in bytes [default: 104857600].
     #[arg(long)]
     pub max_request_bytes: Option<usize>,
+    /// Open Kafka connections at most; more are accepted and closed at once [default: 10000].
+    #[arg(long)]
+    pub kafka_max_connections: Option<usize>,
+    /// On SIGTERM, how long open connections may finish what they are doing before the
+    /// engines close, in ms [default: 10000].
+    #[arg(long)]
+    pub shutdown_timeout_ms: Option<u64>,
     /// MQTT listener (TCP) [default: 0.0.0.0:1883]; `off` for none.
     #[arg(long)]
     pub mqtt_addr: Option<String>,
@@ -76,6 +83,9 @@ pub struct ServeArgs {
     /// MQTT Topic Alias Maximum for client-to-server aliases [default: 16].
     #[arg(long)]
     pub mqtt_topic_alias_max: Option<u16>,
+    /// Open MQTT connections (TCP and WebSocket each) at most [default: 100000].
+    #[arg(long)]
+    pub mqtt_max_connections: Option<usize>,
     /// MySQL-compatible server for topics with storage.engine=mysql,
     /// as mysql://USER:PASS@HOST:PORT/DB [default: none: the mysql engine is unavailable].
     #[arg(long, value_name = "URL")]
@@ -152,6 +162,7 @@ struct MqttFile {
     max_packet_size: Option<u32>,
     max_keep_alive: Option<u16>,
     topic_alias_max: Option<u16>,
+    max_connections: Option<usize>,
 }
 
 /// The same settings as read from the TOML file.
@@ -170,6 +181,8 @@ struct FileConfig {
     default_durability: Option<String>,
     group_initial_rebalance_delay_ms: Option<u64>,
     max_request_bytes: Option<usize>,
+    kafka_max_connections: Option<usize>,
+    shutdown_timeout_ms: Option<u64>,
     maintenance_interval_ms: Option<u64>,
     #[serde(default)]
     mqtt: MqttFile,
@@ -190,6 +203,8 @@ pub struct MqttSettings {
     pub auth: Option<PathBuf>,
     /// Protocol settings and mapping rules.
     pub config: MqttConfig,
+    /// Open connections at most, per listener.
+    pub max_connections: usize,
 }
 
 /// Resolved settings.
@@ -205,6 +220,8 @@ pub struct ServeConfig {
     pub default_spec: StorageSpec,
     pub group_initial_rebalance_delay_ms: u64,
     pub max_request_bytes: usize,
+    pub kafka_max_connections: usize,
+    pub shutdown_timeout: std::time::Duration,
     pub mqtt: MqttSettings,
     #[cfg(feature = "mysql")]
     pub mysql: Option<strata_mysql::MysqlOptions>,
@@ -287,6 +304,15 @@ impl ServeConfig {
             default_spec,
             group_initial_rebalance_delay_ms: pick!(group_initial_rebalance_delay_ms, 3000),
             max_request_bytes: pick!(max_request_bytes, strata_kafka::DEFAULT_MAX_REQUEST_BYTES),
+            kafka_max_connections: pick!(
+                kafka_max_connections,
+                strata_kafka::DEFAULT_MAX_CONNECTIONS
+            )
+            .max(1),
+            shutdown_timeout: std::time::Duration::from_millis(pick!(
+                shutdown_timeout_ms,
+                strata_net::DEFAULT_DRAIN_DEADLINE.as_millis() as u64
+            )),
         })
     }
 
@@ -350,6 +376,11 @@ fn resolve_mqtt(args: &ServeArgs, file: &MqttFile) -> Result<MqttSettings> {
             map,
             ..defaults
         },
+        max_connections: args
+            .mqtt_max_connections
+            .or(file.max_connections)
+            .unwrap_or(strata_mqtt::DEFAULT_MAX_CONNECTIONS)
+            .max(1),
     })
 }
 

@@ -41,6 +41,7 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         ),
         None => None,
     };
+    descriptor_limit(&config);
     let auth = match &config.mqtt.auth {
         Some(path) => Auth::load(path)?,
         None => Auth::open(),
@@ -93,21 +94,21 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         data_dir = %config.data_dir.display(),
         "strata listening"
     );
-    let mut kafka_task = tokio::spawn(kafka.serve(kafka_listener));
-    let mut mqtt_task = tokio::spawn({
-        let mqtt = mqtt.clone();
-        async move {
-            match mqtt_listener {
-                Some(l) => mqtt.serve_tcp(l).await,
-                None => std::future::pending().await,
-            }
-        }
-    });
+    let drain = strata_net::Drain::new();
+    let mut kafka_task =
+        tokio::spawn(kafka.serve(kafka_listener, config.kafka_max_connections, drain.clone()));
+    if let Some(l) = mqtt_listener {
+        drain.spawn(
+            mqtt.clone()
+                .serve_tcp(l, config.mqtt.max_connections, drain.clone()),
+        );
+    }
     let mut mqtt_ws_task = tokio::spawn({
         let mqtt = mqtt.clone();
+        let drain = drain.clone();
         async move {
             match mqtt_ws_listener {
-                Some(l) => mqtt.serve_ws(l).await,
+                Some(l) => mqtt.serve_ws(l, drain).await,
                 None => std::future::pending().await,
             }
         }
@@ -121,21 +122,66 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         },
     ));
     let result = tokio::select! {
-        r = &mut kafka_task => r.context("Kafka listener task")?.context("Kafka listener failed"),
+        r = &mut kafka_task => r.context("Kafka listener task"),
         r = &mut admin_task => r.context("admin listener task")?.context("admin listener failed"),
-        r = &mut mqtt_task => r.context("MQTT listener task")?.context("MQTT listener failed"),
         r = &mut mqtt_ws_task => r.context("MQTT WebSocket listener task")?.context("MQTT WebSocket listener failed"),
         r = shutdown_signal() => r,
     };
-    tracing::info!("shutting down");
-    // Stop taking connections before the engines close; requests in flight on open
-    // connections then fail cleanly with "engine is closed".
-    kafka_task.abort();
+    // Stop accepting, let open connections finish the request in hand (a produce with
+    // acks=all is answered once durable), then close the engines.
+    let open = drain.open();
+    tracing::info!(
+        connections = open,
+        deadline_ms = config.shutdown_timeout.as_millis() as u64,
+        "shutting down: draining connections"
+    );
+    let left = drain.drain(config.shutdown_timeout).await;
+    if left > 0 {
+        tracing::warn!(
+            connections = left,
+            "connections still open at the shutdown deadline; closing them"
+        );
+    }
     admin_task.abort();
-    mqtt_task.abort();
     mqtt_ws_task.abort();
     shutdown(&broker).await?;
     result
+}
+
+/// Raises the descriptor limit and warns once when it is still below what the connection
+/// caps can take.
+fn descriptor_limit(config: &ServeConfig) {
+    let caps = config.kafka_max_connections as u64
+        + config
+            .mqtt
+            .addr
+            .as_ref()
+            .map_or(0, |_| config.mqtt.max_connections as u64)
+        + config
+            .mqtt
+            .ws_addr
+            .as_ref()
+            .map_or(0, |_| config.mqtt.max_connections as u64);
+    match strata_net::raise_nofile_limit() {
+        Ok(l) => {
+            tracing::info!(
+                soft = l.soft,
+                hard = l.hard,
+                was = l.was,
+                "file descriptor limit"
+            );
+            let needed = caps + strata_net::DESCRIPTOR_RESERVE;
+            if l.soft < needed {
+                tracing::warn!(
+                    limit = l.soft,
+                    needed,
+                    "the file descriptor limit is below the connection caps plus {} for segments; connections beyond it are closed at once (raise LimitNOFILE / ulimit -n, or lower kafka-max-connections and mqtt.max-connections)",
+                    strata_net::DESCRIPTOR_RESERVE
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the file descriptor limit"),
+    }
 }
 
 async fn shutdown(broker: &Arc<Broker>) -> Result<()> {

@@ -34,7 +34,11 @@ pub async fn start() -> (Arc<Broker>, SocketAddr, tempfile::TempDir) {
         },
         KafkaMetrics::unregistered(),
     );
-    tokio::spawn(kafka.serve(listener));
+    tokio::spawn(kafka.serve(
+        listener,
+        strata_kafka::DEFAULT_MAX_CONNECTIONS,
+        strata_net::Drain::new(),
+    ));
     (broker, addr, dir)
 }
 
