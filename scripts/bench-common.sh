@@ -3,8 +3,9 @@
 #   bench_args USAGE HELP_LINES "$@"   sets quick (0/1) and results (the RESULTS.jsonl path)
 #   bench_bins                         sets root, STRATA_BIN and STRATA_BENCH_BIN
 #
-#   STRATA_BIN        the strata binary (default: built here with cargo build --release)
+#   STRATA_BIN        the strata binary (default: built here, with every engine)
 #   STRATA_BENCH_BIN  the strata-bench binary (default: built here, with every engine)
+#   STRATA_PROFILE    the cargo profile of both when built here (default: release)
 
 # bench_args "USAGE" "FIRST,LAST" ARGS...: --quick, -h (prints the calling script's header
 # lines FIRST..LAST) and one results file.
@@ -31,12 +32,13 @@ bench_args() {
 bench_bins() {
   root="$(cd "$(dirname "$0")/.." && pwd)"
   local target="${CARGO_TARGET_DIR:-$root/target}"
+  local profile="${STRATA_PROFILE:-release}"
   if [ -z "${STRATA_BIN:-}" ]; then
-    (cd "$root" && cargo build --release -q -p strata-server)
-    STRATA_BIN="$target/release/strata"
+    (cd "$root" && cargo build --profile "$profile" -q -p strata-server --features full)
+    STRATA_BIN="$target/$profile/strata"
   fi
   if [ -z "${STRATA_BENCH_BIN:-}" ]; then
-    (cd "$root" && cargo build --release -q -p strata-bench)
-    STRATA_BENCH_BIN="$target/release/strata-bench"
+    (cd "$root" && cargo build --profile "$profile" -q -p strata-bench)
+    STRATA_BENCH_BIN="$target/$profile/strata-bench"
   fi
 }

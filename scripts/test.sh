@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Installs what the tests need, then runs every test: formatting, lints, the Rust test suites
-# (unit, contract, crash and property tests), brief fuzzing, real Kafka and MQTT clients against
-# `strata serve`, and smoke runs of the benchmarks.
+# (unit, contract, crash and property tests) of the all-engines, default and edge builds,
+# brief fuzzing, real Kafka and MQTT clients against `strata serve`, the Debian package
+# installed with dpkg, and smoke runs of the benchmarks. Prints the time of each step at the
+# end.
 #
 #   scripts/test.sh
 #
 # Needs Rust, python3 and Debian's apt for kcat, mosquitto, mosquitto-clients, npm,
-# mariadb-server and libclang-dev (installed if missing), and builds the throwaway S3 server of
-# tools/s3-server. The tests start their own MariaDB and S3 servers on free ports; none depends
-# on a server already running. Builds go to
-# $CARGO_TARGET_DIR, by default ~/.cache/strata/target, so repeated runs and fresh clones reuse
-# them; Python packages go to a virtualenv in ~/.cache/strata/venv.
+# mariadb-server and libclang-dev (installed if missing), root or sudo for apt and dpkg, and
+# builds cargo-deb, cargo-fuzz and the throwaway S3 server of tools/s3-server. The tests start
+# their own MariaDB and S3 servers on free ports; none depends on a server already running.
+# Builds go to $CARGO_TARGET_DIR, by default ~/.cache/strata/target, so repeated runs and fresh
+# clones reuse them; Python packages go to a virtualenv in ~/.cache/strata/venv.
+#
+# Every Rust build of the tests uses one profile, `ci` (optimized, no LTO, debug assertions
+# on), so that RocksDB's C++ is compiled once; the release builds at the end are the ones
+# users get, measured for size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +24,29 @@ cache="${STRATA_CACHE:-$HOME/.cache/strata}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 mkdir -p "$cache"
 
-step() { printf '\n== %s\n' "$*"; }
+timings=()
+step_name=""
+step_started=0
+run_started=$(date +%s)
+end_step() {
+  if [ -n "$step_name" ]; then
+    timings+=("$(printf '%6ss  %s' $(( $(date +%s) - step_started )) "$step_name")")
+  fi
+}
+step() {
+  end_step
+  step_name="$*"
+  step_started=$(date +%s)
+  printf '\n== %s\n' "$*"
+}
+report_timings() {
+  end_step
+  step_name=""
+  printf '\n== time per step\n'
+  printf '%s\n' "${timings[@]}"
+  printf '%6ss  total\n' $(( $(date +%s) - run_started ))
+}
+trap report_timings EXIT
 
 step "test dependencies"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -50,32 +78,52 @@ if [ ! -x "$tools/bin/strata-test-s3" ] || [ "$(cat "$tools/source.sha256" 2>/de
   echo "$s3_source" > "$tools/source.sha256"
 fi
 export STRATA_TEST_S3="$tools/bin/strata-test-s3"
+command -v cargo-deb >/dev/null || \
+  CARGO_TARGET_DIR="$cache/tools-target" cargo install --quiet --locked cargo-deb
 
 step "format"
 cargo fmt --all -- --check
 
 step "lints"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --profile ci --workspace --all-targets --all-features --locked -- -D warnings
 
-step "tests"
-cargo test --workspace --locked
+step "tests: every engine (--all-features)"
+cargo test --profile ci --workspace --all-features --locked
+
+step "tests: the default build (mysql, s3)"
+cargo test --profile ci --locked -p strata-server -p strata-broker --no-default-features \
+  --features strata-server/mysql,strata-server/s3
+
+step "tests: the edge build (--no-default-features: memory and file engines, Kafka, MQTT)"
+cargo test --profile ci --locked -p strata-server -p strata-broker -p strata-kafka -p strata-mqtt --no-default-features
+cargo clippy --profile ci --locked -p strata-server -p strata-broker --all-targets --no-default-features -- -D warnings
 
 step "fuzz targets (briefly)"
-command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+command -v cargo-fuzz >/dev/null || CARGO_TARGET_DIR="$cache/tools-target" cargo install --quiet --locked cargo-fuzz
 for target in kafka_request record_batch mqtt_packet; do
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --target-dir "$cache/fuzz-target" "$target" -- \
     -max_total_time="${STRATA_FUZZ_SECONDS:-20}" -print_final_stats=0 2>&1 | tail -1)
 done
 
-step "server build"
-cargo build --release --locked -p strata-server
-export STRATA_BIN="$CARGO_TARGET_DIR/release/strata"
+step "server builds (every engine for the client tests; the edge build)"
+cargo build --profile ci --locked -p strata-server --features full
+cargo build --profile ci --locked -p strata-bench
+export STRATA_BIN="$CARGO_TARGET_DIR/ci/strata"
+export STRATA_BENCH_BIN="$CARGO_TARGET_DIR/ci/strata-bench"
+cargo build --release --locked -p strata-server --no-default-features
+ls -l "$CARGO_TARGET_DIR/release/strata" | awk '{printf "edge build (release): %.2f MB\n", $5 / 1e6}'
+cp "$CARGO_TARGET_DIR/release/strata" "$cache/strata-edge"
+export STRATA_EDGE_BIN="$cache/strata-edge"
 
 step "clients against strata serve (Kafka: confluent-kafka, kafka-python, aiokafka, kcat; MQTT: paho-mqtt, mosquitto_pub/sub)"
 (cd tests/python && "$venv/bin/python" -m pytest -q)
 
 step "clients against strata serve (kafkajs, mqtt.js)"
 (cd tests/node && npm test --silent)
+
+step "Debian package (cargo deb, dpkg -i, the installed binary with the packaged config)"
+scripts/package-test.sh
+ls -l "$CARGO_TARGET_DIR/release/strata" | awk '{printf "default build (release): %.2f MB\n", $5 / 1e6}'
 
 step "benchmark smoke runs (storage, Kafka, MQTT against mosquitto)"
 scripts/bench-storage.sh --quick "$cache/bench-smoke.jsonl"

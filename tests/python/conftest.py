@@ -65,7 +65,8 @@ def free_port():
 class Server:
     """One `strata serve` process; restartable on the same ports and data directory."""
 
-    def __init__(self, data_dir, extra_args=(), nofile=None):
+    def __init__(self, data_dir, extra_args=(), nofile=None, binary=None):
+        self.binary = binary
         self.data_dir = str(data_dir)
         self.extra_args = list(extra_args)
         # (soft, hard) RLIMIT_NOFILE for the process, to test descriptor exhaustion.
@@ -97,7 +98,7 @@ class Server:
 
     def start(self):
         args = [
-            strata_bin(), "serve",
+            self.binary or strata_bin(), "serve",
             "--data-dir", self.data_dir,
             "--kafka-addr", f"127.0.0.1:{self.kafka_port}",
             "--admin-addr", f"127.0.0.1:{self.admin_port}",

@@ -65,7 +65,7 @@ where
     hub.metrics.connections.fetch_add(1, Ordering::Relaxed);
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut inbuf = BytesMut::new();
-    let result = connect(&hub, &mut rd, &mut wr, &mut inbuf, &peer).await;
+    let result = Box::pin(connect(&hub, &mut rd, &mut wr, &mut inbuf, &peer)).await;
     if let Some(mut conn) = result {
         conn.serve(&mut rd, &mut wr, inbuf, &shutdown).await;
     }
@@ -388,6 +388,13 @@ impl Conn {
         W: AsyncWrite + Unpin,
     {
         let end = self.run_loop(rd, wr, &mut inbuf, shutdown).await;
+        // Boxed, like the other awaits that an idle connection is not parked in, so that the
+        // task of an idle connection holds only the state of `run_loop`'s wait.
+        Box::pin(self.finish(end, wr)).await;
+    }
+
+    /// Says goodbye, hands undelivered messages back to the session and schedules the will.
+    async fn finish<W: AsyncWrite + Unpin>(&mut self, end: End, wr: &mut W) {
         let normal = matches!(end, End::Disconnected { with_will: false });
         match &end {
             End::Closed(None) | End::Disconnected { .. } => {
@@ -513,7 +520,7 @@ impl Conn {
         let max = self.hub.config.max_packet_size as usize;
         let mut last_seen = Instant::now();
         // Packets that arrived right behind CONNECT.
-        if let Err(end) = self.handle_buffered(wr, inbuf, max).await {
+        if let Err(end) = Box::pin(self.handle_buffered(wr, inbuf, max)).await {
             return end;
         }
         if inbuf.is_empty() {
@@ -528,7 +535,9 @@ impl Conn {
                 inbuf.reserve(256);
             }
             let spare = inbuf.capacity() - inbuf.len();
-            if let Err(end) = self.write_out(wr).await {
+            if !self.out.is_empty()
+                && let Err(end) = Box::pin(self.write_out(wr)).await
+            {
                 return end;
             }
             let deadline = last_seen + self.keep_alive;
@@ -542,7 +551,7 @@ impl Conn {
                         Err(e) => return End::Closed(Some(e)),
                     };
                     last_seen = Instant::now();
-                    if let Err(end) = self.handle_buffered(wr, inbuf, max).await {
+                    if let Err(end) = Box::pin(self.handle_buffered(wr, inbuf, max)).await {
                         return end;
                     }
                     if filled && inbuf.capacity() < READ_BUFFER_MAX {

@@ -421,6 +421,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_packaged_config_file_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/strata.toml");
+        let c = ServeConfig::resolve(&ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/strata"));
+        assert_eq!(c.kafka_max_connections, 10_000);
+        assert_eq!(c.mqtt.max_connections, 100_000);
+        assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(10));
+    }
+
+    #[test]
     fn flags_override_the_file_which_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("strata.toml");
