@@ -104,14 +104,7 @@ async fn upgrade(
         .max_message_size(hub.config.max_packet_size as usize + 8)
         .on_upgrade(move |socket| {
             let token = drain.token().clone();
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            drain.spawn(async move {
-                let _ = rx.await;
-            });
-            async move {
-                ws_session(hub, socket, peer, token).await;
-                let _ = tx.send(());
-            }
+            drain.track(ws_session(hub, socket, peer, token))
         })
 }
 

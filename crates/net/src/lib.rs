@@ -60,6 +60,12 @@ impl Drain {
         self.tracker.spawn(task);
     }
 
+    /// `future`, tracked: shutdown waits for it wherever it runs (a task spawned by another
+    /// server, such as a WebSocket session after its upgrade).
+    pub fn track<F: Future>(&self, future: F) -> tokio_util::task::task_tracker::TrackedFuture<F> {
+        self.tracker.track_future(future)
+    }
+
     /// Tracked tasks still running.
     pub fn open(&self) -> usize {
         self.tracker.len()
