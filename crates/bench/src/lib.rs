@@ -5,7 +5,9 @@
 //! - [`kafka`]: a running node through librdkafka, beside its engine (`strata-bench kafka`);
 //! - [`mqtt`]: a running node over MQTT, beside a mosquitto in the same run (`strata-bench mqtt`).
 
+pub mod host;
 pub mod kafka;
 pub mod mqtt;
+pub mod report;
 pub mod size;
 pub mod storage;

@@ -27,8 +27,8 @@ use strata_storage::StorageSpec;
 pub use args::{Acks, Codec, DurabilityArg, EngineArg, KafkaArgs, Mode, ModelArg, Plan};
 pub use report::Report;
 
+use crate::host::Host;
 use crate::storage::measure::Latencies;
-use crate::storage::os::Host;
 
 use admin::Admin;
 use consume::{Consumed, EndToEnd};
@@ -73,7 +73,7 @@ pub fn run(args: KafkaArgs) -> Result<Report> {
     }
     let (kafka, reference, source) = measured?;
     let report = build_report(&plan, topic, host, kafka, reference, source);
-    report.emit(&plan.args.jsonl)?;
+    crate::report::emit(&report, Some(&plan.args.jsonl))?;
     if report.errors > 0 {
         bail!(
             "{} messages failed; first error: {}",
@@ -170,7 +170,7 @@ fn measure(
     };
     // Write back what the node (and earlier runs) left dirty, so the reference does not pay
     // for it.
-    crate::storage::os::settle(dir)?;
+    crate::host::settle(dir)?;
     let read = plan.args.mode == Mode::Consume;
     let reference = runtime
         .block_on(engine::measure(spec, load, read, dir))

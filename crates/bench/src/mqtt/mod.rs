@@ -29,8 +29,8 @@ use mqtt_proto::{QoS, TopicName};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use crate::host::{Host, nofile_limit};
 use crate::storage::measure::Latencies;
-use crate::storage::os::{Host, nofile_limit};
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -187,17 +187,7 @@ pub fn run(args: MqttArgs) -> Result<Vec<Report>> {
         out.push(r);
     }
     for r in &out {
-        let line = serde_json::to_string(r)?;
-        println!("{line}");
-        if let Some(path) = &args.jsonl {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening {}", path.display()))?;
-            f.write_all(format!("{line}\n").as_bytes())?;
-        }
+        crate::report::emit(r, args.jsonl.as_deref())?;
     }
     Ok(out)
 }

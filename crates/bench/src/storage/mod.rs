@@ -11,7 +11,6 @@ mod datadir;
 mod drive;
 mod engines;
 pub(crate) mod measure;
-pub(crate) mod os;
 mod raw;
 mod report;
 mod s3raw;
@@ -27,10 +26,10 @@ use anyhow::{Context, Result};
 pub use args::{Cache, Mode, Plan, ReadPath, StorageArgs};
 pub use report::Report;
 
+use crate::host::{self, Host};
 use datadir::DataDir;
 use drive::Target;
 use measure::{Phase, ms};
-use os::Host;
 use workload::{BatchPool, POOL_SIZE, shard_ids};
 
 /// Runs one benchmark, prints its JSON line and appends it to `--jsonl`.
@@ -52,7 +51,7 @@ pub fn run(args: StorageArgs) -> Result<Report> {
     drop(runtime);
 
     let report = build_report(&plan, &pool, appends, host, base, measured);
-    report.emit(&plan.args.jsonl)?;
+    crate::report::emit(&report, Some(&plan.args.jsonl))?;
     data.finish()?;
     Ok(report)
 }
@@ -69,7 +68,7 @@ struct Baseline {
 fn baseline(plan: &Plan, pool: &BatchPool, appends: u64, data: &DataDir) -> Result<Baseline> {
     let memcpy = raw::memcpy(pool, appends);
     let path = data.baseline_file();
-    os::settle(data.path())?;
+    host::settle(data.path())?;
     let read_path = plan.args.read_path;
     let mut sink = sink::Sink::new(read_path, plan.read_budget(pool.batch_len))?;
     let mut cold_resident_pct = None;
@@ -95,8 +94,8 @@ fn baseline(plan: &Plan, pool: &BatchPool, appends: u64, data: &DataDir) -> Resu
         Mode::Read => {
             raw::write(&path, pool, appends, plan.durability)?;
             if plan.args.cache == Cache::Cold {
-                os::drop_file(&path).context("dropping the baseline file from the page cache")?;
-                cold_resident_pct = Some(os::resident_pct(&path)?);
+                host::drop_file(&path).context("dropping the baseline file from the page cache")?;
+                cold_resident_pct = Some(host::resident_pct(&path)?);
             }
             let budget = plan.read_budget(pool.batch_len);
             (
@@ -112,7 +111,7 @@ fn baseline(plan: &Plan, pool: &BatchPool, appends: u64, data: &DataDir) -> Resu
     if path.exists() {
         std::fs::remove_file(&path).context("removing the baseline file")?;
     }
-    os::settle(data.path())?;
+    host::settle(data.path())?;
     Ok(Baseline {
         kind,
         phase,
@@ -172,7 +171,7 @@ async fn measure_engine(
 ) -> Result<Measured> {
     let dir = data.engine_dir();
     let mut m = Measured {
-        rss_before: os::rss_bytes()?,
+        rss_before: host::rss_bytes()?,
         ..Measured::default()
     };
     let mut target = Target {
@@ -188,7 +187,7 @@ async fn measure_engine(
     match plan.args.mode {
         Mode::Append => {
             m.phase = target.append(appends).await?;
-            m.rss_after = os::rss_bytes()?;
+            m.rss_after = host::rss_bytes()?;
             m.open_files = target.engine.stats().open_files;
             if plan.args.reopen {
                 target = reopen(plan, target, &dir, &mut m, false).await?;
@@ -196,7 +195,7 @@ async fn measure_engine(
         }
         Mode::Read => {
             m.fill = Some(target.append(appends).await?);
-            m.rss_after = os::rss_bytes()?;
+            m.rss_after = host::rss_bytes()?;
             if plan.args.tier {
                 // Upload the closed segments and drop them locally.
                 target
@@ -213,7 +212,7 @@ async fn measure_engine(
         }
         Mode::AppendRead => {
             m.phase = target.append_read(appends, read_path).await?;
-            m.rss_after = os::rss_bytes()?;
+            m.rss_after = host::rss_bytes()?;
             m.open_files = target.engine.stats().open_files;
         }
     }
@@ -270,7 +269,7 @@ async fn reopen(
     // The old engine, its descriptors and its sync thread are gone before the new one opens.
     drop(engine);
     if drop_cache {
-        os::drop_from_cache(dir)?;
+        host::drop_from_cache(dir)?;
     }
     let t = Instant::now();
     let engine = engines::open(plan, dir)

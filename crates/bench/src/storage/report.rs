@@ -4,14 +4,9 @@
 //! microseconds. Fields that do not apply to a run are `null`, never left out, so every line of
 //! a results file has the same columns.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::path::Path;
-
-use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::os::Host;
+use crate::host::Host;
 
 /// Everything one run measured, with the configuration and host it was measured on.
 #[derive(Debug, Clone, Serialize)]
@@ -119,21 +114,4 @@ pub struct Report {
     /// Facts about the machine.
     #[serde(flatten)]
     pub host: Host,
-}
-
-impl Report {
-    /// Prints the line to stdout and appends it to `jsonl`.
-    pub fn emit(&self, jsonl: &Path) -> Result<()> {
-        let line = serde_json::to_string(self).context("encoding the report")?;
-        println!("{line}");
-        let mut out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(jsonl)
-            .with_context(|| format!("opening {}", jsonl.display()))?;
-        // One write call per line, so concurrent runs appending to one file do not interleave.
-        out.write_all(format!("{line}\n").as_bytes())
-            .with_context(|| format!("appending to {}", jsonl.display()))?;
-        Ok(())
-    }
 }
