@@ -111,7 +111,7 @@ pub(crate) async fn run(
             response.write_to(&mut stream).await?;
             stream.flush().await?;
         }
-        let name = ApiKey::try_from(api).map_or("unknown", apis::api_name);
+        let name = apis::api_label(api);
         kafka
             .metrics
             .request_seconds

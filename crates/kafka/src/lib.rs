@@ -22,7 +22,7 @@ use strata_broker::Broker;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use apis::{Decoded, decode_request, supported_versions};
+pub use apis::{Decoded, SUPPORTED_APIS, ServedApi, decode_request, served_api};
 pub use conn::ConnError;
 pub use fetch_encode::{
     FetchedPartition, FetchedTopic, encode as encode_fetch_response, frame_bytes,

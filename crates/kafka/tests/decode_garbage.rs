@@ -3,7 +3,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use proptest::prelude::*;
-use strata_kafka::{decode_request, supported_versions};
+use strata_kafka::{SUPPORTED_APIS, decode_request};
 
 /// A Metadata v1 request whose topics array claims i32::MAX entries in a 4-byte body: an
 /// unbounded decoder would reserve ~150 GB and abort the process.
@@ -41,8 +41,8 @@ proptest! {
         version_pick in any::<u16>(),
         body in proptest::collection::vec(any::<u8>(), 0..512),
     ) {
-        let apis = supported_versions();
-        let (api, min, max) = apis[pick % apis.len()];
+        let served = SUPPORTED_APIS[pick % SUPPORTED_APIS.len()];
+        let (api, min, max) = (served.key, served.min, served.max);
         let version = min + (version_pick % (max - min + 1) as u16) as i16;
         let mut frame = BytesMut::new();
         frame.put_i16(api as i16);

@@ -22,78 +22,67 @@ use crate::conn::ConnError;
 use crate::errors::code;
 use crate::write::Frame;
 
+/// One API served: its key, its name (the `api` label of the request metrics) and the
+/// versions advertised.
+#[derive(Debug, Clone, Copy)]
+pub struct ServedApi {
+    pub key: ApiKey,
+    pub name: &'static str,
+    pub min: i16,
+    pub max: i16,
+}
+
+macro_rules! served {
+    ($($key:ident $min:literal ..= $max:literal),* $(,)?) => {
+        &[$(ServedApi { key: ApiKey::$key, name: stringify!($key), min: $min, max: $max }),*]
+    };
+}
+
 /// Every API served, with the versions advertised.
 ///
 /// Produce is advertised from v0, as Kafka 4 does, so that older clients (librdkafka) turn on
 /// their newer features; versions 0 to 2, which carry the removed v0/v1 message formats, are
 /// refused when they actually arrive.
-pub fn supported_versions() -> Vec<(ApiKey, i16, i16)> {
-    use ApiKey::*;
-    vec![
-        (Produce, 0, 11),
-        (Fetch, 4, 16),
-        (ListOffsets, 1, 6),
-        (Metadata, 0, 12),
-        (OffsetCommit, 2, 8),
-        (OffsetFetch, 1, 8),
-        (FindCoordinator, 0, 4),
-        (JoinGroup, 0, 9),
-        (Heartbeat, 0, 4),
-        (LeaveGroup, 0, 5),
-        (SyncGroup, 0, 5),
-        (DescribeGroups, 0, 5),
-        (ListGroups, 0, 4),
-        (ApiVersions, 0, 3),
-        (CreateTopics, 2, 7),
-        (DeleteTopics, 1, 6),
-        (DeleteRecords, 0, 2),
-        (InitProducerId, 0, 4),
-        (DescribeConfigs, 1, 4),
-        (AlterConfigs, 0, 2),
-        (CreatePartitions, 0, 3),
-        (DeleteGroups, 0, 2),
-        (IncrementalAlterConfigs, 0, 1),
-    ]
-}
+pub const SUPPORTED_APIS: &[ServedApi] = served![
+    Produce 0..=11,
+    Fetch 4..=16,
+    ListOffsets 1..=6,
+    Metadata 0..=12,
+    OffsetCommit 2..=8,
+    OffsetFetch 1..=8,
+    FindCoordinator 0..=4,
+    JoinGroup 0..=9,
+    Heartbeat 0..=4,
+    LeaveGroup 0..=5,
+    SyncGroup 0..=5,
+    DescribeGroups 0..=5,
+    ListGroups 0..=4,
+    ApiVersions 0..=3,
+    CreateTopics 2..=7,
+    DeleteTopics 1..=6,
+    DeleteRecords 0..=2,
+    InitProducerId 0..=4,
+    DescribeConfigs 1..=4,
+    AlterConfigs 0..=2,
+    CreatePartitions 0..=3,
+    DeleteGroups 0..=2,
+    IncrementalAlterConfigs 0..=1,
+];
 
 /// Oldest Produce version actually served.
 const PRODUCE_MIN_SERVED: i16 = 3;
 
-fn range(api: ApiKey) -> Option<(i16, i16)> {
-    supported_versions()
-        .into_iter()
-        .find(|(k, _, _)| *k == api)
-        .map(|(_, min, max)| (min, max))
+/// The entry of `api` in [`SUPPORTED_APIS`], if it is served.
+pub fn served_api(api: ApiKey) -> Option<&'static ServedApi> {
+    SUPPORTED_APIS.iter().find(|a| a.key == api)
 }
 
-/// Metric label of an API.
-pub(crate) fn api_name(api: ApiKey) -> &'static str {
-    use ApiKey::*;
-    match api {
-        Produce => "Produce",
-        Fetch => "Fetch",
-        ListOffsets => "ListOffsets",
-        Metadata => "Metadata",
-        OffsetCommit => "OffsetCommit",
-        OffsetFetch => "OffsetFetch",
-        FindCoordinator => "FindCoordinator",
-        JoinGroup => "JoinGroup",
-        Heartbeat => "Heartbeat",
-        LeaveGroup => "LeaveGroup",
-        SyncGroup => "SyncGroup",
-        DescribeGroups => "DescribeGroups",
-        ListGroups => "ListGroups",
-        ApiVersions => "ApiVersions",
-        CreateTopics => "CreateTopics",
-        DeleteTopics => "DeleteTopics",
-        DeleteRecords => "DeleteRecords",
-        InitProducerId => "InitProducerId",
-        DescribeConfigs => "DescribeConfigs",
-        AlterConfigs => "AlterConfigs",
-        CreatePartitions => "CreatePartitions",
-        DeleteGroups => "DeleteGroups",
-        IncrementalAlterConfigs => "IncrementalAlterConfigs",
-        _ => "other",
+/// Metric label of a request's API key: its name, `other` for an API not served, `unknown`
+/// for a key Kafka does not define.
+pub(crate) fn api_label(raw: i16) -> &'static str {
+    match ApiKey::try_from(raw) {
+        Ok(api) => served_api(api).map_or("other", |a| a.name),
+        Err(_) => "unknown",
     }
 }
 
@@ -126,13 +115,13 @@ fn encode_response(
 }
 
 fn api_versions(version: i16, error_code: i16) -> ResponseKind {
-    let keys = supported_versions()
-        .into_iter()
-        .map(|(k, min, max)| {
+    let keys = SUPPORTED_APIS
+        .iter()
+        .map(|a| {
             ApiVersion::default()
-                .with_api_key(k as i16)
-                .with_min_version(min)
-                .with_max_version(max)
+                .with_api_key(a.key as i16)
+                .with_min_version(a.min)
+                .with_max_version(a.max)
         })
         .collect();
     let _ = version;
@@ -178,7 +167,7 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, ConnError> {
     let version = head.get_i16();
     let correlation_id = head.get_i32();
     let api = ApiKey::try_from(raw_api).map_err(|_| ConnError::UnknownApi(raw_api))?;
-    let Some((min, max)) = range(api) else {
+    let Some(&ServedApi { min, max, .. }) = served_api(api) else {
         return Err(ConnError::Unsupported { api, version });
     };
     if api == ApiKey::ApiVersions && version > max {
@@ -303,4 +292,29 @@ pub(crate) async fn handle(
 pub(crate) struct Client {
     pub id: String,
     pub host: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_api_is_listed_once_with_its_own_name_and_a_version_range() {
+        for (i, a) in SUPPORTED_APIS.iter().enumerate() {
+            assert_eq!(a.name, format!("{:?}", a.key));
+            assert!(a.min <= a.max, "{}", a.name);
+            assert!(
+                SUPPORTED_APIS[..i].iter().all(|b| b.key != a.key),
+                "{}",
+                a.name
+            );
+        }
+    }
+
+    #[test]
+    fn metric_labels() {
+        assert_eq!(api_label(ApiKey::Produce as i16), "Produce");
+        assert_eq!(api_label(ApiKey::AddPartitionsToTxn as i16), "other");
+        assert_eq!(api_label(-7), "unknown");
+    }
 }
