@@ -5,13 +5,17 @@
 #
 #   scripts/package-test.sh        (needs root or sudo, cargo-deb and kcat; scripts/test.sh
 #                                   installs them)
+#
+#   STRATA_PACKAGE_PROFILE   the cargo profile packaged (default: release; scripts/test.sh
+#                            packages its `ci` build, which skips the link-time optimization)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 target="${CARGO_TARGET_DIR:-target}"
 
-cargo build --release --locked -p strata-server
-deb=$(cargo deb -p strata-server --no-build --quiet)
+profile="${STRATA_PACKAGE_PROFILE:-release}"
+cargo build --profile "$profile" --locked -p strata-server
+deb=$(cargo deb -p strata-server --profile "$profile" --no-build --quiet)
 echo "package: $deb ($(du -k "$deb" | cut -f1) KiB)"
 as_root dpkg -i "$deb" >/dev/null
 /usr/bin/strata --version
