@@ -37,7 +37,7 @@ def test_tiered_topic_keeps_local_disk_bounded_and_reads_from_offset_0(make_serv
         time.sleep(0.02)
     # Uploads run every 200 ms while this producer writes: the kill lands among them.
     server.kill9()
-    first.finish()
+    first.finish(timeout=1)
     server.start()
     second = Tracker(server.bootstrap, topic, 1, "b" + pad, **{"batch.size": BATCH})
     second.thread.start()
