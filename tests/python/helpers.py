@@ -2,7 +2,7 @@
 
 import time
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -53,6 +53,27 @@ def consume(bootstrap, topic, count, group=None, timeout=30, with_headers=False,
             assert m.error() is None, m.error()
             row = (m.partition(), m.offset(), m.key(), m.value())
             out.append(row + (m.headers() or [],) if with_headers else row)
+    finally:
+        c.close()
+    return out
+
+
+def read_all(bootstrap, topic, partitions, timeout=60):
+    """Every message of every partition, from offset 0 to the high watermark."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"all-{time.monotonic_ns()}",
+                  "enable.auto.commit": False})
+    out = {}
+    try:
+        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=20)[1]
+                for p in range(partitions)}
+        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        deadline = time.time() + timeout
+        while any(len(out.get(p, [])) < ends[p] for p in ends) and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            assert m.error() is None, m.error()
+            out.setdefault(m.partition(), []).append(m.value())
     finally:
         c.close()
     return out

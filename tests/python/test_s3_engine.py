@@ -7,10 +7,10 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from conftest import unique
-from helpers import create_topic
+from helpers import create_topic, read_all
 
 CASES = [("shared", "none"), ("dedicated", "none"), ("shared", "local"), ("dedicated", "local")]
 FAST = ["--s3-flush-ms", "50"]
@@ -64,27 +64,6 @@ class Tracker:
         self.producer.flush(timeout)
 
 
-def _read_all(bootstrap, topic, partitions, timeout=60):
-    """Every message of every partition, from offset 0 to the high watermark."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("all"),
-                  "enable.auto.commit": False})
-    out = {}
-    try:
-        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=20)[1]
-                for p in range(partitions)}
-        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-        deadline = time.time() + timeout
-        while any(len(out.get(p, [])) < ends[p] for p in ends) and time.time() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            assert m.error() is None, m.error()
-            out.setdefault(m.partition(), []).append(m.value())
-    finally:
-        c.close()
-    return out
-
-
 def _check_kept(acked, got):
     """Every acknowledged value is stored, in acknowledgement order within its partition."""
     for part, values in acked.items():
@@ -112,7 +91,7 @@ def test_sigkill_mid_upload_keeps_every_acknowledged_batch(make_server, s3_args,
     # fail unacknowledged instead of waiting out message.timeout.ms.
     t.finish(timeout=1)
     server.start()
-    got = _read_all(server.bootstrap, topic, 3)
+    got = read_all(server.bootstrap, topic, 3)
     _check_kept(t.acked, got)
 
 
@@ -130,7 +109,7 @@ def test_node_that_loses_its_disk_keeps_its_topics(make_server, s3_args, tmp_pat
     shutil.rmtree(server.data_dir)
     server.start()
     assert "topic recreated from its shards in object storage" in server.logs()
-    got = _read_all(server.bootstrap, topic, 2)
+    got = read_all(server.bootstrap, topic, 2)
     _check_kept(t.acked, got)
     assert sum(len(v) for v in got.values()) == t.count()
 
@@ -178,9 +157,9 @@ def test_object_store_outage(make_server, s3server, s3_args):
     time.sleep(2)
     server.stop()
     server.start()
-    got = _read_all(server.bootstrap, direct, 2)
+    got = read_all(server.bootstrap, direct, 2)
     _check_kept(before[direct], got)
     _check_kept(after.acked, got)
-    got = _read_all(server.bootstrap, logged, 2)
+    got = read_all(server.bootstrap, logged, 2)
     _check_kept(before[logged], got)
     _check_kept(down_logged.acked, got)

@@ -6,8 +6,8 @@ import os
 import time
 
 from conftest import unique
-from helpers import create_topic
-from test_s3_engine import Tracker, _check_kept, _read_all
+from helpers import create_topic, read_all
+from test_s3_engine import Tracker, _check_kept
 
 LOCAL = 256 << 10
 SEGMENT = 64 << 10
@@ -61,6 +61,6 @@ def test_tiered_topic_keeps_local_disk_bounded_and_reads_from_offset_0(make_serv
     tiered = [k for k in s3server.objects(bucket) if k.startswith(f"strata/tier/{topic}-0/")]
     assert sum(k.endswith(".log") for k in tiered) >= 20, tiered[:5]
 
-    got = _read_all(server.bootstrap, topic, 1, timeout=120)
+    got = read_all(server.bootstrap, topic, 1, timeout=120)
     _check_kept(first.acked, got)
     _check_kept(second.acked, got)
