@@ -28,45 +28,23 @@ node_dir="$(mktemp -d "$bench_dir/kafka-node.XXXXXX")"
 
 # The node: free ports, throwaway data, stopped however this script ends. The group join delay
 # is 0 because consume runs time from the first message, and waiting adds only wall time.
-"$STRATA_BIN" serve --data-dir "$node_dir/data" --kafka-addr 127.0.0.1:0 \
-  --admin-addr 127.0.0.1:0 --mqtt-addr off --group-initial-rebalance-delay-ms 0 \
-  >"$node_dir/serve.log" 2>&1 &
-node_pid=$!
+bench_node_start "$node_dir" "$node_dir/serve.log" --mqtt-addr off \
+  --group-initial-rebalance-delay-ms 0
 stop_node() {
-  kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null || true
-  if grep -qE ' (WARN|ERROR) ' "$node_dir/serve.log"; then
-    echo "bench-kafka: the node logged warnings or errors:" >&2
-    grep -E ' (WARN|ERROR) ' "$node_dir/serve.log" | tail -20 >&2
-  fi
+  bench_node_stop
+  bench_node_warnings bench-kafka "$node_dir/serve.log"
   rm -rf "$node_dir"
 }
 trap stop_node EXIT
-
-bootstrap=""
-for _ in $(seq 1 300); do
-  bootstrap="$(sed -n 's/.*strata listening kafka=\([^ ]*\).*/\1/p' "$node_dir/serve.log")"
-  [ -n "$bootstrap" ] && break
-  kill -0 "$node_pid" 2>/dev/null || { cat "$node_dir/serve.log" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$bootstrap" ] || { echo "the node did not start listening" >&2; exit 1; }
+bootstrap="$(bench_node_addr "$node_dir/serve.log" kafka)"
 echo "bench-kafka: node at $bootstrap, data in $node_dir" >&2
-
-passed=0
-failed=0
 
 # case_ LABEL FLAGS...: one run, its line appended to the results file.
 case_() {
   local label="$1"
   shift
-  echo "== $label" >&2
-  if "$STRATA_BENCH_BIN" kafka --bootstrap "$bootstrap" --label "$label" --dir "$bench_dir" \
-      --jsonl "$results" "$@"; then
-    passed=$((passed + 1))
-  else
-    echo "FAILED: $label" >&2
-    failed=$((failed + 1))
-  fi
+  bench_run "$label" "$STRATA_BENCH_BIN" kafka --bootstrap "$bootstrap" --label "$label" \
+    --dir "$bench_dir" --jsonl "$results" "$@"
 }
 
 # rate_of LABEL DIVISOR: the msgs_per_s of the last line with that label, divided (1000 if
@@ -131,5 +109,4 @@ for _ in $(seq 1 "$repeats"); do
   fi
 done
 
-echo "bench-kafka: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+bench_summary bench-kafka

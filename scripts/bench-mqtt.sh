@@ -24,56 +24,30 @@ ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 mkdir -p "$(dirname "$results")"
 node_dir="$(mktemp -d)"
 
-node_pid=""
 addr=""
 starts=0
 # start_node: a node on free ports with empty data; sets node_pid and addr.
 start_node() {
-  rm -rf "$node_dir/data"
   starts=$((starts + 1))
   local log="$node_dir/serve-$starts.log"
-  "$STRATA_BIN" serve --data-dir "$node_dir/data" --kafka-addr 127.0.0.1:0 \
-    --admin-addr 127.0.0.1:0 --mqtt-addr 127.0.0.1:0 >"$log" 2>&1 &
-  node_pid=$!
-  addr=""
-  for _ in $(seq 1 300); do
-    addr="$(sed -n 's/.*strata listening .*mqtt=\([0-9.:]*\) .*/\1/p' "$log")"
-    [ -n "$addr" ] && return 0
-    kill -0 "$node_pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "the node did not start listening" >&2
-  exit 1
+  bench_node_start "$node_dir" "$log" --mqtt-addr 127.0.0.1:0
+  addr="$(bench_node_addr "$log" mqtt)"
 }
-stop_node() {
-  [ -n "$node_pid" ] && { kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null || true; }
-  node_pid=""
-}
+stop_node() { bench_node_stop; }
 finish() {
-  stop_node
-  if cat "$node_dir"/serve-*.log 2>/dev/null | grep -qE ' (WARN|ERROR) '; then
-    echo "bench-mqtt: the node logged warnings or errors:" >&2
-    cat "$node_dir"/serve-*.log | grep -E ' (WARN|ERROR) ' | tail -20 >&2
-  fi
+  bench_node_stop
+  bench_node_warnings bench-mqtt "$node_dir"/serve-*.log
   rm -rf "$node_dir"
 }
 trap finish EXIT
 start_node
 echo "bench-mqtt: node at $addr" >&2
 
-passed=0
-failed=0
 case_() {
   local label="$1"
   shift
-  echo "== $label" >&2
-  if "$STRATA_BENCH_BIN" mqtt --server "$addr" --server-pid "$node_pid" --mosquitto \
-      --label "$label" --jsonl "$results" "$@" >/dev/null; then
-    passed=$((passed + 1))
-  else
-    echo "FAILED: $label" >&2
-    failed=$((failed + 1))
-  fi
+  bench_run "$label" "$STRATA_BENCH_BIN" mqtt --server "$addr" --server-pid "$node_pid" \
+    --mosquitto --label "$label" --jsonl "$results" "$@" >/dev/null
 }
 
 repeats="${STRATA_BENCH_REPEATS:-1}"
@@ -111,5 +85,4 @@ for _ in $(seq 1 "$repeats"); do
     stop_node; start_node
   fi
 done
-echo "bench-mqtt: $passed passed, $failed failed" >&2
-[ "$failed" = 0 ]
+bench_summary bench-mqtt

@@ -22,41 +22,22 @@ bench_bins
 data="${STRATA_BENCH_DIR:-$root/target/bench-data}"
 mkdir -p "$data" "$(dirname "$results")"
 
-passed=0
-failed=0
-
 # case LABEL FLAGS...: one run, its line appended to the results file.
 case_() {
   local label="$1"
   shift
-  if [ -n "${STRATA_BENCH_ONLY:-}" ] && ! [[ "$label" =~ $STRATA_BENCH_ONLY ]]; then
-    return 0
-  fi
-  echo "== $label" >&2
-  if "$STRATA_BENCH_BIN" storage --label "$label" --dir "$data" --jsonl "$results" "$@"; then
-    passed=$((passed + 1))
-  else
-    echo "FAILED: $label" >&2
-    failed=$((failed + 1))
-  fi
+  bench_run "$label" "$STRATA_BENCH_BIN" storage --label "$label" --dir "$data" \
+    --jsonl "$results" "$@"
 }
 
 # low_fd_case LIMIT LABEL FLAGS...: a case under `ulimit -n LIMIT`.
 low_fd_case() {
   local limit="$1" label="$2"
   shift 2
-  if [ -n "${STRATA_BENCH_ONLY:-}" ] && ! [[ "$label" =~ $STRATA_BENCH_ONLY ]]; then
-    return 0
-  fi
-  echo "== $label (ulimit -n $limit)" >&2
-  if (ulimit -n "$limit" && exec "$STRATA_BENCH_BIN" storage --label "$label" --dir "$data" \
-      --jsonl "$results" "$@"); then
-    passed=$((passed + 1))
-  else
-    echo "FAILED: $label" >&2
-    failed=$((failed + 1))
-  fi
+  bench_run "$label (ulimit -n $limit)" low_fd "$limit" "$STRATA_BENCH_BIN" storage \
+    --label "$label" --dir "$data" --jsonl "$results" "$@"
 }
+low_fd() { (ulimit -n "$1" && shift && exec "$@"); }
 
 file_models=(dedicated shared)
 
@@ -261,5 +242,4 @@ else
     --concurrency 512 --batch-bytes 16KiB --total-bytes 256MiB
 fi
 
-echo "bench-storage: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+bench_summary bench-storage
