@@ -55,13 +55,13 @@ pub(crate) fn fsync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Replaces `path` atomically: write a temporary file, fsync it, rename, fsync the directory.
-pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     write_replace(path, contents, true)
 }
 
 /// Replaces `path` through a temporary file and a rename; fsyncs file and directory only if
 /// `durable` (otherwise a crash leaves the old or the new contents, a power loss maybe neither).
-pub(crate) fn write_replace(path: &Path, contents: &[u8], durable: bool) -> io::Result<()> {
+pub fn write_replace(path: &Path, contents: &[u8], durable: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = path.with_extension("tmp");
     {
