@@ -10,6 +10,7 @@
 pub mod command;
 pub mod election;
 pub mod image;
+pub mod net;
 pub mod store;
 pub mod types;
 
