@@ -23,10 +23,63 @@ pub const VERSION: u32 = 1;
 /// Footer length: magic, version, index length, index CRC32C, reserved.
 pub const FOOTER_LEN: usize = 8 + 4 + 4 + 4 + 4;
 
-/// One stored batch: `[shard_no, base, last, max_ts, object_id, position, length, moved]`.
+/// One stored batch, as the index and checkpoints record it.
 ///
-/// `moved` is 1 for a batch rewritten by compaction (its old copy is superseded), else 0.
-pub type BatchRec = [i64; 8];
+/// On the wire it is a JSON array of eight integers,
+/// `[shard_no, base, last, max_ts, object_id, position, length, moved]`, where `moved` is 0,
+/// or 1 + the number of the object a compaction moved the batch out of (its old copy is then
+/// superseded). It is decoded into this struct once, here.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(from = "[i64; 8]", into = "[i64; 8]")]
+pub struct BatchRec {
+    /// Shard number.
+    pub no: u64,
+    /// Base offset.
+    pub base: u64,
+    /// Last offset.
+    pub last: u64,
+    /// Largest record timestamp in the batch.
+    pub max_ts: i64,
+    /// Engine-wide number of the object holding the bytes.
+    pub object: u64,
+    /// Byte position of the batch in that object.
+    pub position: u64,
+    /// Length of the batch in bytes.
+    pub length: u32,
+    /// Compaction: the object this batch was moved out of.
+    pub moved_from: Option<u64>,
+}
+
+impl From<[i64; 8]> for BatchRec {
+    fn from(r: [i64; 8]) -> Self {
+        let [no, base, last, max_ts, object, position, length, moved] = r;
+        BatchRec {
+            no: no as u64,
+            base: base as u64,
+            last: last as u64,
+            max_ts,
+            object: object as u64,
+            position: position as u64,
+            length: length as u32,
+            moved_from: (moved != 0).then(|| (moved - 1) as u64),
+        }
+    }
+}
+
+impl From<BatchRec> for [i64; 8] {
+    fn from(b: BatchRec) -> Self {
+        [
+            b.no as i64,
+            b.base as i64,
+            b.last as i64,
+            b.max_ts,
+            b.object as i64,
+            b.position as i64,
+            i64::from(b.length),
+            b.moved_from.map_or(0, |o| o as i64 + 1),
+        ]
+    }
+}
 
 /// A data object a log entry refers to.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -127,7 +180,7 @@ pub struct Checkpoint {
     pub shards: Vec<ShardRec>,
     /// Every object that still holds a live batch.
     pub objects: Vec<ObjectRec>,
-    /// Every live batch (`moved` is 0).
+    /// Every live batch (none moved).
     pub batches: Vec<BatchRec>,
 }
 
@@ -244,7 +297,7 @@ mod tests {
                 seq: 7,
                 log: true,
             }],
-            batches: vec![[1, 0, 9, 1234, 3, 0, 100, 0]],
+            batches: vec![BatchRec::from([1, 0, 9, 1234, 3, 0, 100, 0])],
             ops: vec![Op::Trim {
                 no: 1,
                 log_start: 4,
@@ -262,6 +315,35 @@ mod tests {
         let mut bad = obj.to_vec();
         bad[start + 2] ^= 1;
         assert!(decode_index(&bad[start..bad.len() - FOOTER_LEN], crc).is_err());
+    }
+
+    #[test]
+    fn batch_records_keep_their_eight_number_form() {
+        let moved = BatchRec {
+            no: 3,
+            base: 100,
+            last: 109,
+            max_ts: -1,
+            object: 12,
+            position: 4096,
+            length: 700,
+            moved_from: Some(0),
+        };
+        let json = serde_json::to_string(&[
+            moved,
+            BatchRec {
+                moved_from: None,
+                ..moved
+            },
+        ])
+        .unwrap();
+        assert_eq!(
+            json,
+            "[[3,100,109,-1,12,4096,700,1],[3,100,109,-1,12,4096,700,0]]"
+        );
+        let back: Vec<BatchRec> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back[0], moved);
+        assert_eq!(back[1].moved_from, None);
     }
 
     #[test]

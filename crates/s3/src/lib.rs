@@ -41,7 +41,7 @@ use strata_storage::{
 };
 use tokio::sync::oneshot;
 
-use format::{LogIndex, ObjectRec, Op};
+use format::{BatchRec, LogIndex, ObjectRec, Op};
 use state::{Loc, Pending, State};
 pub use tier::S3Tier;
 pub use wal::Wal;
@@ -450,16 +450,16 @@ impl Inner {
                     pos = data.len() as u64;
                     data.extend_from_slice(&it.bytes);
                 }
-                index.batches.push([
-                    it.no as i64,
-                    it.base as i64,
-                    it.last as i64,
-                    it.max_ts,
-                    obj as i64,
-                    pos as i64,
-                    it.bytes.len() as i64,
-                    it.moved_from.map_or(0, |o| o as i64 + 1),
-                ]);
+                index.batches.push(BatchRec {
+                    no: it.no,
+                    base: it.base,
+                    last: it.last,
+                    max_ts: it.max_ts,
+                    object: obj,
+                    position: pos,
+                    length: it.bytes.len() as u32,
+                    moved_from: it.moved_from,
+                });
                 if self.model == Model::Dedicated {
                     pos += it.bytes.len() as u64;
                 }

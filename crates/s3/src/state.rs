@@ -241,14 +241,21 @@ impl State {
     }
 
     fn apply_batch(&mut self, b: &BatchRec) {
-        let [no, base, last, max_ts, obj, pos, len, moved] = *b;
-        let (no, base, last, obj, pos) =
-            (no as u64, base as u64, last as u64, obj as u64, pos as u64);
+        let BatchRec {
+            no,
+            base,
+            last,
+            max_ts,
+            object: obj,
+            position: pos,
+            length,
+            moved_from,
+        } = *b;
+        let len = i64::from(length);
         let Some(s) = self.shards.get_mut(&no) else {
             return;
         };
-        if moved != 0 {
-            let old = (moved - 1) as u64;
+        if let Some(old) = moved_from {
             if let Some(i) = s.find(base).filter(|&i| s.batches[i].obj == old) {
                 s.batches[i].obj = obj;
                 s.batches[i].pos = pos;
@@ -279,11 +286,11 @@ impl State {
             last,
             max_ts,
             ts_mark,
-            len: len as u32,
+            len: length,
             obj,
             pos,
         });
-        s.size += len as u64;
+        s.size += u64::from(length);
         self.live(obj, len);
     }
 
@@ -800,16 +807,16 @@ impl State {
             });
             for l in s.batches.iter().filter(|l| l.obj != PENDING) {
                 used.insert(l.obj);
-                cp.batches.push([
-                    s.no as i64,
-                    l.base as i64,
-                    l.last as i64,
-                    l.max_ts,
-                    l.obj as i64,
-                    l.pos as i64,
-                    i64::from(l.len),
-                    0,
-                ]);
+                cp.batches.push(BatchRec {
+                    no: s.no,
+                    base: l.base,
+                    last: l.last,
+                    max_ts: l.max_ts,
+                    object: l.obj,
+                    position: l.pos,
+                    length: l.len,
+                    moved_from: None,
+                });
             }
         }
         for id in used {
