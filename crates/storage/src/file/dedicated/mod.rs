@@ -311,17 +311,6 @@ fn parse_spec(text: &str) -> Result<StorageSpec> {
     StorageSpec::from_properties(StorageSpec::default(), pairs)
 }
 
-fn check_spec(spec: &StorageSpec) -> Result<()> {
-    spec.validate()?;
-    if spec.engine != EngineKind::File || spec.model != Model::Dedicated {
-        return Err(StorageError::InvalidSpec(format!(
-            "the dedicated file engine cannot hold a shard of engine {} model {}",
-            spec.engine, spec.model
-        )));
-    }
-    Ok(())
-}
-
 fn read_summary(dir: &Path, base: u64) -> Option<format::SegmentSummary> {
     let f = fs::File::open(index_path(dir, base)).ok()?;
     let mut head = [0u8; INDEX_HEADER_LEN];
@@ -355,7 +344,7 @@ impl Engine for DedicatedEngine {
     async fn create_shard(&self, id: &ShardId, spec: &StorageSpec) -> Result<()> {
         self.live()?;
         self.ctx.syncer.check()?;
-        check_spec(spec)?;
+        spec.check_held_by(EngineKind::File, Model::Dedicated)?;
         self.check_tier(spec)?;
         if self.shards.read().contains_key(id) {
             return Err(StorageError::ShardExists(id.clone()));
@@ -442,7 +431,7 @@ impl Engine for DedicatedEngine {
     }
 
     async fn reconfigure(&self, id: &ShardId, spec: &StorageSpec) -> Result<()> {
-        check_spec(spec)?;
+        spec.check_held_by(EngineKind::File, Model::Dedicated)?;
         self.check_tier(spec)?;
         self.ctx.syncer.check()?;
         let log = self.shard(id)?;

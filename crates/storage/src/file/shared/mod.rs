@@ -161,17 +161,6 @@ impl Drop for SharedEngine {
     }
 }
 
-fn check_spec(spec: &StorageSpec) -> Result<()> {
-    spec.validate()?;
-    if spec.engine != EngineKind::File || spec.model != Model::Shared {
-        return Err(StorageError::InvalidSpec(format!(
-            "the shared file engine cannot hold a shard of engine {} model {}",
-            spec.engine, spec.model
-        )));
-    }
-    Ok(())
-}
-
 impl SharedEngine {
     /// Opens (and recovers) the engine rooted at `root`, creating it if needed.
     pub fn open(root: impl AsRef<Path>, options: FileOptions) -> Result<Self> {
@@ -301,7 +290,7 @@ impl Engine for SharedEngine {
     }
 
     async fn create_shard(&self, id: &ShardId, spec: &StorageSpec) -> Result<()> {
-        check_spec(spec)?;
+        spec.check_held_by(EngineKind::File, Model::Shared)?;
         self.ctx.syncer.check()?;
         let ticket = {
             let mut g = self.lock()?;
@@ -328,7 +317,7 @@ impl Engine for SharedEngine {
     }
 
     async fn reconfigure(&self, id: &ShardId, spec: &StorageSpec) -> Result<()> {
-        check_spec(spec)?;
+        spec.check_held_by(EngineKind::File, Model::Shared)?;
         self.ctx.syncer.check()?;
         let ticket = {
             let mut g = self.lock()?;
