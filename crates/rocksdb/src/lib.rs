@@ -22,7 +22,7 @@ mod sync;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -76,7 +76,6 @@ pub struct RocksDb {
     recovered: Mutex<ShardsByModel>,
     /// Serialises column-family creation and drops and the shard-number counter.
     ddl: Mutex<()>,
-    closed: AtomicBool,
 }
 
 /// Shards found at open, by model, until each model's engine takes its own.
@@ -193,7 +192,6 @@ impl RocksDb {
             next_no: AtomicU64::new(0),
             recovered: Mutex::new(HashMap::new()),
             ddl: Mutex::new(()),
-            closed: AtomicBool::new(false),
         };
         this.recover()?;
         Ok(Arc::new(this))
@@ -300,13 +298,7 @@ impl RocksDb {
     }
 
     fn check_writable(&self) -> Result<()> {
-        if self.closed.load(Ordering::Relaxed) {
-            return Err(StorageError::Closed);
-        }
-        if let Some(e) = &*self.sync.poisoned.lock() {
-            return Err(StorageError::Poisoned(e.clone()));
-        }
-        Ok(())
+        self.sync.gate.check()
     }
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
@@ -328,7 +320,7 @@ impl RocksDb {
 
     /// Syncs the WAL and stops the sync thread; later calls fail with `Closed`.
     pub async fn close(&self) -> Result<()> {
-        if self.closed.swap(true, Ordering::Relaxed) {
+        if !self.sync.gate.close() {
             return Ok(());
         }
         let r = self.sync.sync().await.map_err(StorageError::Poisoned);
@@ -352,7 +344,7 @@ pub fn wal_files(path: &Path) -> Vec<PathBuf> {
 
 impl RocksEngine {
     fn shard(&self, id: &ShardId) -> Result<Arc<Shard>> {
-        if self.db.closed.load(Ordering::Relaxed) {
+        if self.db.sync.gate.is_closed() {
             return Err(StorageError::Closed);
         }
         self.shards
@@ -780,7 +772,7 @@ impl Engine for RocksEngine {
     }
 
     async fn maintain(&self, now_ms: i64) -> Result<Maintenance> {
-        if self.db.closed.load(Ordering::Relaxed) {
+        if self.db.sync.gate.is_closed() {
             return Err(StorageError::Closed);
         }
         let shards: Vec<_> = self

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use strata_storage::{Model, Result, StorageError};
+use strata_storage::{Model, Result};
 
 use crate::engine::Inner;
 use crate::format::{self, BatchRec, LogIndex, ObjectRec, Op};
@@ -109,7 +109,7 @@ impl Inner {
     ) -> Result<()> {
         let (mut items, ops, wal_mark, next_object) = {
             let mut st = self.state.lock();
-            self.check_open(&st)?;
+            st.gate.check()?;
             let mut ops = ops;
             ops.extend(st.take_dirty_trims());
             let items = std::mem::take(&mut st.buffer);
@@ -130,7 +130,7 @@ impl Inner {
                 st.puts += puts;
                 st.put_bytes += put_bytes;
                 if let Err(e) = st.apply(&plan.index) {
-                    st.poisoned = Some(format!("cannot apply commit {this}: {e}"));
+                    st.gate.poison(format!("cannot apply commit {this}: {e}"));
                 }
                 st.seq = this;
                 st.logs_since_checkpoint += 1;
@@ -150,9 +150,9 @@ impl Inner {
                 );
                 tracing::error!("{why}");
                 let mut st = self.state.lock();
-                st.poisoned = Some(why.clone());
-                st.fail(items, &StorageError::Poisoned(why.clone()));
-                Err(StorageError::Poisoned(why))
+                let err = st.gate.poison(why);
+                st.fail(items, &err);
+                Err(err)
             }
             Err(e) => {
                 let err = self.err(&e);

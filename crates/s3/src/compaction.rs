@@ -2,7 +2,7 @@
 //! deletion of objects nothing refers to.
 
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use strata_storage::{Result, StorageError};
+use strata_storage::Result;
 
 use crate::engine::{Inner, check_stored};
 use crate::format;
@@ -38,8 +38,7 @@ impl Inner {
                     "checkpoint {key} already exists in {}: another writer uses this prefix",
                     self.where_
                 );
-                self.state.lock().poisoned = Some(why.clone());
-                return Err(StorageError::Poisoned(why));
+                return Err(self.state.lock().gate.poison(why));
             }
             Err(e) => return Err(self.err(e)),
         }

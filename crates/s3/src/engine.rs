@@ -120,20 +120,10 @@ impl Inner {
     pub(crate) fn err(&self, e: impl std::fmt::Display) -> StorageError {
         unavailable(&self.where_, e)
     }
-    pub(crate) fn check_open(&self, st: &State) -> Result<()> {
-        if st.closed {
-            return Err(StorageError::Closed);
-        }
-        if let Some(why) = &st.poisoned {
-            return Err(StorageError::Poisoned(why.clone()));
-        }
-        Ok(())
-    }
-
     async fn shard_op(&self, id: &ShardId) -> Result<(tokio::sync::MutexGuard<'_, u64>, u64)> {
         let log = self.log.lock().await;
         let st = self.state.lock();
-        self.check_open(&st)?;
+        st.gate.check()?;
         let no = st.no(id)?;
         drop(st);
         Ok((log, no))
@@ -194,7 +184,7 @@ async fn flusher(inner: std::sync::Weak<Inner>) {
                     since + me.tuning.flush_interval
                 }
             });
-            (due, st.closed || st.poisoned.is_some())
+            (due, st.gate.is_shut())
         };
         if closed {
             return;
@@ -247,7 +237,7 @@ impl Engine for S3Engine {
         let mut seq = self.inner.log.lock().await;
         let no = {
             let mut st = self.inner.state.lock();
-            self.inner.check_open(&st)?;
+            st.gate.check()?;
             if st.by_name.contains_key(id) {
                 return Err(StorageError::ShardExists(id.clone()));
             }
@@ -301,7 +291,7 @@ impl Engine for S3Engine {
         let inner = &self.inner;
         let (base, wait) = {
             let mut st = inner.state.lock();
-            inner.check_open(&st)?;
+            st.gate.check()?;
             let no = st.no(id)?;
             let backlog = st.wal_backlog;
             let shard = st.shards.get_mut(&no).expect("numbered shard exists");
@@ -357,8 +347,7 @@ impl Engine for S3Engine {
                 let wal = inner.wal.as_ref().expect("checked at creation");
                 if let Err(e) = wal.sync_to(pos).await {
                     let why = format!("write-ahead log fsync failed: {e}");
-                    inner.state.lock().poisoned = Some(why.clone());
-                    return Err(StorageError::Poisoned(why));
+                    return Err(inner.state.lock().gate.poison(why));
                 }
             }
             Wait::Upload(rx) => match rx.await {
@@ -432,7 +421,7 @@ impl Engine for S3Engine {
 
     async fn bounds(&self, id: &ShardId) -> Result<Bounds> {
         let st = self.inner.state.lock();
-        if st.closed {
+        if st.gate.is_closed() {
             return Err(StorageError::Closed);
         }
         let no = st.no(id)?;
@@ -518,7 +507,7 @@ impl Engine for S3Engine {
         let inner = &self.inner;
         let (ops, dropped) = {
             let st = inner.state.lock();
-            inner.check_open(&st)?;
+            st.gate.check()?;
             st.retention(now_ms)
         };
         let mut seq = inner.log.lock().await;
@@ -553,7 +542,7 @@ impl Engine for S3Engine {
     async fn close(&self) -> Result<()> {
         let inner = &self.inner;
         let mut seq = inner.log.lock().await;
-        if inner.state.lock().closed {
+        if inner.state.lock().gate.is_closed() {
             return Err(StorageError::Closed);
         }
         let flushed = inner.commit(&mut seq, Vec::new(), Vec::new()).await;
@@ -566,7 +555,7 @@ impl Engine for S3Engine {
             wal.sync_to(end).await?;
         }
         let mut st = inner.state.lock();
-        st.closed = true;
+        st.gate.close();
         let pending = std::mem::take(&mut st.buffer);
         st.fail(pending, &StorageError::Closed);
         drop(st);

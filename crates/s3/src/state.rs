@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use strata_record::Batch;
-use strata_storage::{Bounds, Result, ShardId, StorageError, StorageSpec};
+use strata_storage::{Bounds, Result, ShardId, StorageError, StorageSpec, WriteGate};
 use tokio::sync::oneshot;
 
 use crate::format::{self, BatchRec, Checkpoint, LogIndex, ObjectRec, Op, ShardRec};
@@ -163,8 +163,9 @@ pub struct State {
     pub seq: u64,
     pub checkpoint_seq: u64,
     pub logs_since_checkpoint: u64,
-    pub poisoned: Option<String>,
-    pub closed: bool,
+    /// Closed by `close`, poisoned by a failed write-ahead log fsync or a lost commit race;
+    /// checked and changed under the state lock, so that no append slips past a close.
+    pub gate: WriteGate,
     pub orphans_checked: bool,
     dirty_trims: BTreeSet<u64>,
     pub puts: u64,
@@ -572,7 +573,7 @@ impl State {
             if item.moved_from.is_some() {
                 continue;
             }
-            if item.wal && !self.closed && self.poisoned.is_none() {
+            if item.wal && !self.gate.is_shut() {
                 keep.push(item);
                 continue;
             }
@@ -681,7 +682,7 @@ impl State {
         max_bytes: usize,
         read_ahead: usize,
     ) -> Result<ReadPlan> {
-        if self.closed {
+        if self.gate.is_closed() {
             return Err(StorageError::Closed);
         }
         let no = self.no(id)?;

@@ -18,7 +18,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
@@ -47,7 +47,6 @@ pub struct DedicatedEngine {
     ctx: Ctx,
     shards: RwLock<HashMap<ShardId, Arc<ShardLog>>>,
     next_num: AtomicU64,
-    closed: AtomicBool,
     tier: Option<Arc<dyn super::RemoteTier>>,
     remote_cache: Mutex<tiering::RemoteCache>,
 }
@@ -72,7 +71,6 @@ impl DedicatedEngine {
             root,
             shards: RwLock::new(HashMap::new()),
             next_num: AtomicU64::new(0),
-            closed: AtomicBool::new(false),
             tier: options.tier.clone(),
             remote_cache: Mutex::new(tiering::RemoteCache::default()),
         };
@@ -287,7 +285,7 @@ impl DedicatedEngine {
     }
 
     fn live(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
+        if self.ctx.syncer.gate().is_closed() {
             return Err(StorageError::Closed);
         }
         Ok(())
@@ -547,7 +545,7 @@ impl Engine for DedicatedEngine {
     }
 
     async fn close(&self) -> Result<()> {
-        if self.closed.swap(true, Ordering::AcqRel) {
+        if !self.ctx.syncer.gate().close() {
             return Err(StorageError::Closed);
         }
         let logs: Vec<_> = self.shards.read().values().cloned().collect();
