@@ -26,7 +26,7 @@ pub use engine::{
 };
 pub use error::{Result, StorageError};
 pub use gate::WriteGate;
-pub use shard::{MAX_TOPIC_LEN, ShardId};
+pub use shard::{MAX_TOPIC_LEN, ShardId, ShardNo};
 pub use spec::{
     DEFAULT_RETENTION_MS, DEFAULT_SEGMENT_BYTES, Durability, EngineKind, MIN_SEGMENT_BYTES, Model,
     Retention, StorageSpec,

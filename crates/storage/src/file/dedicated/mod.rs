@@ -37,7 +37,7 @@ use super::sync::Syncer;
 use crate::util::{fsync_dir, write_atomic};
 use crate::{
     Appended, Bounds, Durability, Engine, EngineKind, EngineStats, Maintenance, Model, ReadChunk,
-    Result, ShardId, StorageError, StorageSpec, TimestampHit,
+    Result, ShardId, ShardNo, StorageError, StorageSpec, TimestampHit,
 };
 
 /// The dedicated-model file engine.
@@ -46,7 +46,7 @@ pub struct DedicatedEngine {
     root: PathBuf,
     ctx: Ctx,
     shards: RwLock<HashMap<ShardId, Arc<ShardLog>>>,
-    next_num: AtomicU64,
+    next_no: AtomicU64,
     tier: Option<Arc<dyn super::RemoteTier>>,
     remote_cache: Mutex<tiering::RemoteCache>,
 }
@@ -70,7 +70,7 @@ impl DedicatedEngine {
             },
             root,
             shards: RwLock::new(HashMap::new()),
-            next_num: AtomicU64::new(0),
+            next_no: AtomicU64::new(0),
             tier: options.tier.clone(),
             remote_cache: Mutex::new(tiering::RemoteCache::default()),
         };
@@ -137,7 +137,7 @@ impl DedicatedEngine {
             .unwrap_or(0);
         let log = ShardLog {
             id,
-            num: self.next_num.fetch_add(1, Ordering::Relaxed),
+            no: ShardNo(self.next_no.fetch_add(1, Ordering::Relaxed)),
             dir,
             state: Mutex::new(LogState {
                 spec,
@@ -260,7 +260,7 @@ impl DedicatedEngine {
         write_index_files(&log.dir, base, &scanned.indexer.data, seg.summary(), true)?;
         self.ctx
             .indexes
-            .put((log.num, base), Arc::new(scanned.indexer.data));
+            .put((log.no.get(), base), Arc::new(scanned.indexer.data));
         Ok(seg)
     }
 
@@ -356,7 +356,7 @@ impl Engine for DedicatedEngine {
         }
         let log = ShardLog {
             id: id.clone(),
-            num: self.next_num.fetch_add(1, Ordering::Relaxed),
+            no: ShardNo(self.next_no.fetch_add(1, Ordering::Relaxed)),
             dir: dir.clone(),
             state: Mutex::new(LogState {
                 spec: *spec,
@@ -408,13 +408,11 @@ impl Engine for DedicatedEngine {
         let remote = {
             let mut st = log.state.lock();
             st.deleted = true;
-            self.ctx.files.forget_owner(log.num);
+            self.ctx.files.forget_owner(log.no.get());
             for seg in &st.segments {
-                self.ctx.indexes.forget((log.num, seg.base));
+                self.ctx.indexes.forget((log.no.get(), seg.base));
             }
-            let doomed = self
-                .root
-                .join(format!("{}.{}{DELETED_SUFFIX}", id, log.num));
+            let doomed = self.root.join(format!("{}.{}{DELETED_SUFFIX}", id, log.no));
             fs::rename(&log.dir, &doomed)?;
             fsync_dir(&self.root)?;
             let remote = std::mem::take(&mut st.remote);
