@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use strata_storage::{Model, Result};
+use strata_storage::{Model, Result, ShardNo};
 
 use crate::engine::Inner;
 use crate::format::{self, BatchRec, LogIndex, ObjectRec, Op};
@@ -34,7 +34,7 @@ pub(crate) fn plan(
     items: &[Pending],
     ops: Vec<Op>,
 ) -> CommitPlan {
-    let mut by_shard: BTreeMap<u64, Vec<&Pending>> = BTreeMap::new();
+    let mut by_shard: BTreeMap<ShardNo, Vec<&Pending>> = BTreeMap::new();
     for item in items {
         by_shard.entry(item.no).or_default().push(item);
     }
@@ -201,7 +201,7 @@ mod tests {
 
     fn item(no: u64, base: u64, len: usize) -> Pending {
         Pending {
-            no,
+            no: ShardNo(no),
             base,
             last: base + 1,
             max_ts: base as i64 * 10,
@@ -212,10 +212,14 @@ mod tests {
         }
     }
 
+    fn data_key(no: u64) -> String {
+        format::data_key(ShardNo(no), 7)
+    }
+
     /// (shard, base, object, position, length) of each planned batch.
     fn places(plan: &CommitPlan) -> Vec<(u64, u64, u64, u64, u32)> {
         (plan.index.batches.iter())
-            .map(|b| (b.no, b.base, b.object, b.position, b.length))
+            .map(|b| (b.no.get(), b.base, b.object, b.position, b.length))
             .collect()
     }
 
@@ -223,7 +227,7 @@ mod tests {
     fn shared_model_packs_every_shard_into_the_log_object() {
         let items = [item(2, 0, 10), item(1, 5, 20), item(2, 2, 30)];
         let ops = vec![Op::Trim {
-            no: 1,
+            no: ShardNo(1),
             log_start: 3,
         }];
         let plan = plan(Model::Shared, 7, 40, &items, ops.clone());
@@ -262,10 +266,7 @@ mod tests {
             .iter()
             .map(|(k, d)| (k.clone(), d.len()))
             .collect();
-        assert_eq!(
-            keys,
-            [(format::data_key(1, 7), 20), (format::data_key(2, 7), 40)]
-        );
+        assert_eq!(keys, [(data_key(1), 20), (data_key(2), 40)]);
         let objects: Vec<_> = (plan.index.objects.iter())
             .map(|o| (o.id, o.key.clone(), o.size, o.log))
             .collect();
@@ -273,8 +274,8 @@ mod tests {
             objects,
             [
                 (40, format::log_key(7), 0, true),
-                (41, format::data_key(1, 7), 20, false),
-                (42, format::data_key(2, 7), 40, false),
+                (41, data_key(1), 20, false),
+                (42, data_key(2), 40, false),
             ]
         );
     }
@@ -287,7 +288,7 @@ mod tests {
         let b = plan.index.batches[0];
         assert_eq!((b.moved_from, b.last, b.max_ts), (Some(5), 9, 80));
 
-        let ops = vec![Op::Delete { no: 3 }];
+        let ops = vec![Op::Delete { no: ShardNo(3) }];
         let plan = super::plan(Model::Dedicated, 3, 9, &[], ops.clone());
         assert!(plan.index.batches.is_empty() && plan.puts.is_empty());
         assert_eq!(plan.index.objects.len(), 1);

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use strata_record::Batch;
 use strata_storage::{
     Appended, Bounds, Durability, Engine, EngineKind, EngineStats, LEADER_EPOCH, Maintenance,
-    Model, Piece, ReadChunk, Result, ShardId, StorageError, StorageSpec, TimestampHit,
+    Model, Piece, ReadChunk, Result, ShardId, ShardNo, StorageError, StorageSpec, TimestampHit,
     check_batch_size, first_record_at_or_after,
 };
 use tokio::sync::oneshot;
@@ -120,7 +120,7 @@ impl Inner {
     pub(crate) fn err(&self, e: impl std::fmt::Display) -> StorageError {
         unavailable(&self.where_, e)
     }
-    async fn shard_op(&self, id: &ShardId) -> Result<(tokio::sync::MutexGuard<'_, u64>, u64)> {
+    async fn shard_op(&self, id: &ShardId) -> Result<(tokio::sync::MutexGuard<'_, u64>, ShardNo)> {
         let log = self.log.lock().await;
         let st = self.state.lock();
         st.gate.check()?;
@@ -242,7 +242,7 @@ impl Engine for S3Engine {
                 return Err(StorageError::ShardExists(id.clone()));
             }
             let no = st.next_no;
-            st.next_no += 1;
+            st.next_no = no.next();
             no
         };
         let op = Op::Create {

@@ -13,6 +13,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
+use strata_storage::ShardNo;
 
 /// Footer magic of a log object.
 pub const LOG_MAGIC: &[u8; 8] = b"STRATA3L";
@@ -33,7 +34,7 @@ pub const FOOTER_LEN: usize = 8 + 4 + 4 + 4 + 4;
 #[serde(from = "[i64; 8]", into = "[i64; 8]")]
 pub struct BatchRec {
     /// Shard number.
-    pub no: u64,
+    pub no: ShardNo,
     /// Base offset.
     pub base: u64,
     /// Last offset.
@@ -54,7 +55,7 @@ impl From<[i64; 8]> for BatchRec {
     fn from(r: [i64; 8]) -> Self {
         let [no, base, last, max_ts, object, position, length, moved] = r;
         BatchRec {
-            no: no as u64,
+            no: ShardNo(no as u64),
             base: base as u64,
             last: last as u64,
             max_ts,
@@ -69,7 +70,7 @@ impl From<[i64; 8]> for BatchRec {
 impl From<BatchRec> for [i64; 8] {
     fn from(b: BatchRec) -> Self {
         [
-            b.no as i64,
+            b.no.get() as i64,
             b.base as i64,
             b.last as i64,
             b.max_ts,
@@ -103,7 +104,8 @@ pub enum Op {
     /// A new shard.
     Create {
         /// Shard number, unique within the engine.
-        no: u64,
+        #[serde(with = "shard_no")]
+        no: ShardNo,
         /// `<topic>-<partition>`.
         name: String,
         /// The spec, as `StorageSpec::to_text`.
@@ -112,26 +114,30 @@ pub enum Op {
     /// A shard and its data are gone.
     Delete {
         /// Shard number.
-        no: u64,
+        #[serde(with = "shard_no")]
+        no: ShardNo,
     },
     /// New retention, segment or durability settings.
     Reconfigure {
         /// Shard number.
-        no: u64,
+        #[serde(with = "shard_no")]
+        no: ShardNo,
         /// The spec, as `StorageSpec::to_text`.
         spec: String,
     },
     /// The log start moved forward.
     Trim {
         /// Shard number.
-        no: u64,
+        #[serde(with = "shard_no")]
+        no: ShardNo,
         /// New first readable offset.
         log_start: u64,
     },
     /// Every batch at or after `next` is gone; the shard's epoch goes up by one.
     Truncate {
         /// Shard number.
-        no: u64,
+        #[serde(with = "shard_no")]
+        no: ShardNo,
         /// The new next offset.
         next: u64,
     },
@@ -154,7 +160,8 @@ pub struct LogIndex {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShardRec {
     /// Shard number.
-    pub no: u64,
+    #[serde(with = "shard_no")]
+    pub no: ShardNo,
     /// `<topic>-<partition>`.
     pub name: String,
     /// The spec, as `StorageSpec::to_text`.
@@ -173,7 +180,8 @@ pub struct Checkpoint {
     /// The last log object this state includes.
     pub seq: u64,
     /// Next shard number to hand out.
-    pub next_no: u64,
+    #[serde(with = "shard_no")]
+    pub next_no: ShardNo,
     /// Next object number to hand out.
     pub next_object: u64,
     /// Every shard.
@@ -182,6 +190,20 @@ pub struct Checkpoint {
     pub objects: Vec<ObjectRec>,
     /// Every live batch (none moved).
     pub batches: Vec<BatchRec>,
+}
+
+/// Shard numbers are plain JSON numbers.
+mod shard_no {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use strata_storage::ShardNo;
+
+    pub fn serialize<S: Serializer>(no: &ShardNo, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(no.get())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ShardNo, D::Error> {
+        u64::deserialize(d).map(ShardNo)
+    }
 }
 
 /// Key of log object `seq`.
@@ -195,8 +217,8 @@ pub fn checkpoint_key(seq: u64) -> String {
 }
 
 /// Key of the dedicated model's object for shard `no` written by commit `seq`.
-pub fn data_key(no: u64, seq: u64) -> String {
-    format!("data/{no:010}/{seq:020}")
+pub fn data_key(no: ShardNo, seq: u64) -> String {
+    format!("data/{:010}/{seq:020}", no.get())
 }
 
 /// The sequence number in a `log/` or `checkpoint/` key's last part.
@@ -299,7 +321,7 @@ mod tests {
             }],
             batches: vec![BatchRec::from([1, 0, 9, 1234, 3, 0, 100, 0])],
             ops: vec![Op::Trim {
-                no: 1,
+                no: ShardNo(1),
                 log_start: 4,
             }],
         };
@@ -320,7 +342,7 @@ mod tests {
     #[test]
     fn batch_records_keep_their_eight_number_form() {
         let moved = BatchRec {
-            no: 3,
+            no: ShardNo(3),
             base: 100,
             last: 109,
             max_ts: -1,
@@ -350,7 +372,7 @@ mod tests {
     fn checkpoint_round_trips_and_detects_damage() {
         let cp = Checkpoint {
             seq: 9,
-            next_no: 2,
+            next_no: ShardNo(2),
             ..Checkpoint::default()
         };
         let bytes = encode_checkpoint(&cp);
