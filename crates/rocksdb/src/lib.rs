@@ -34,7 +34,7 @@ use rocksdb::{
 use strata_record::{Batch, BatchHeader, HEADER_LEN};
 use strata_storage::{
     Appended, Bounds, Durability, Engine, EngineKind, EngineStats, LEADER_EPOCH, Maintenance,
-    Model, Piece, ReadChunk, Result, ShardId, StorageError, StorageSpec, TimestampHit,
+    Model, Piece, ReadChunk, Result, ShardId, ShardNo, StorageError, StorageSpec, TimestampHit,
     check_batch_size, first_record_at_or_after,
 };
 
@@ -83,7 +83,7 @@ type ShardsByModel = HashMap<Model, Vec<(ShardId, Arc<Shard>)>>;
 
 #[derive(Debug)]
 struct Shard {
-    no: u64,
+    no: ShardNo,
     state: Mutex<(StorageSpec, ShardState)>,
 }
 
@@ -221,9 +221,9 @@ impl RocksDb {
         let mut recovered = ShardsByModel::new();
         while it.valid() {
             let key = it.key().expect("valid iterator");
-            let no = u64::from_be_bytes(key[1..9].try_into().map_err(|_| {
+            let no = ShardNo(u64::from_be_bytes(key[1..9].try_into().map_err(|_| {
                 StorageError::corruption(&self.path, 0, "shard description key is malformed")
-            })?);
+            })?));
             let (id, spec) = keys::decode_config(it.value().expect("valid iterator"))?;
             let state = self
                 .db
@@ -372,7 +372,7 @@ impl RocksEngine {
     /// Index entries of a shard from its oldest, while `keep_going` says so.
     fn front_entries(
         &self,
-        no: u64,
+        no: ShardNo,
         mut keep_going: impl FnMut(&IndexEntry) -> bool,
     ) -> Result<(Vec<IndexEntry>, Option<IndexEntry>)> {
         let index = self.db.cf(keys::INDEX_CF)?;
@@ -473,11 +473,11 @@ impl Engine for RocksEngine {
                     .create_cf(topic_cf(id.topic()), &cf_options(&self.db.options))
                     .map_err(|e| self.db.err(e))?;
             }
-            let no = self.db.next_no.fetch_add(1, Ordering::Relaxed);
+            let no = ShardNo(self.db.next_no.fetch_add(1, Ordering::Relaxed));
             let state = ShardState::empty();
             let meta = self.db.cf(keys::META_CF)?;
             let mut wb = WriteBatch::default();
-            wb.put_cf(&meta, keys::NEXT_NO_KEY, (no + 1).to_be_bytes());
+            wb.put_cf(&meta, keys::NEXT_NO_KEY, no.next().get().to_be_bytes());
             wb.put_cf(&meta, keys::config_key(no), keys::encode_config(id, spec));
             wb.put_cf(&meta, keys::state_key(no), state.encode());
             self.db.write(wb)?;
