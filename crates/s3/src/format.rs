@@ -369,6 +369,37 @@ mod tests {
     }
 
     #[test]
+    fn an_index_in_the_documented_form_decodes() {
+        // The form docs/format/s3.md shows, as engines before the named BatchRec wrote it.
+        let json = r#"{"seq": 42,
+            "objects": [{"id": 7, "key": "log/00000000000000000042", "size": 300, "seq": 42, "log": true}],
+            "batches": [[3, 1200, 1209, 1700000000000, 7, 0, 300, 0], [3, 1000, 1099, 5, 9, 40, 60, 6]],
+            "ops": [{"op": "create", "no": 3, "name": "orders-0", "spec": "storage.engine=s3"},
+                    {"op": "trim", "no": 3, "log_start": 1200}]}"#;
+        let index: LogIndex = serde_json::from_str(json).unwrap();
+        assert_eq!(index.batches[0].moved_from, None);
+        assert_eq!(index.batches[0].max_ts, 1_700_000_000_000);
+        assert_eq!(index.batches[1].moved_from, Some(5));
+        assert_eq!(
+            (index.batches[1].object, index.batches[1].position),
+            (9, 40)
+        );
+        assert!(matches!(
+            index.ops[1],
+            Op::Trim {
+                no: ShardNo(3),
+                log_start: 1200
+            }
+        ));
+        let again = serde_json::to_value(&index).unwrap();
+        assert_eq!(
+            again["batches"][1],
+            serde_json::json!([3, 1000, 1099, 5, 9, 40, 60, 6])
+        );
+        assert_eq!(again["ops"][0]["no"], 3);
+    }
+
+    #[test]
     fn checkpoint_round_trips_and_detects_damage() {
         let cp = Checkpoint {
             seq: 9,
