@@ -32,7 +32,7 @@ use sqlx::{AssertSqlSafe, MySql, Row, Transaction};
 use strata_record::Batch;
 use strata_storage::{
     Appended, Bounds, Engine, EngineKind, EngineStats, LEADER_EPOCH, Maintenance, Model, Piece,
-    ReadChunk, Result, ShardId, StorageError, StorageSpec, TimestampHit, check_batch_size,
+    ReadChunk, Result, ShardId, ShardNo, StorageError, StorageSpec, TimestampHit, check_batch_size,
     first_record_at_or_after,
 };
 
@@ -76,7 +76,7 @@ type ShardsByModel = HashMap<Model, Vec<(ShardId, Arc<Shard>)>>;
 
 #[derive(Debug)]
 struct Shard {
-    no: u64,
+    no: ShardNo,
     table: Arc<str>,
     spec: Mutex<StorageSpec>,
     state: Mutex<State>,
@@ -171,7 +171,7 @@ impl MysqlDb {
             let spec: String = row.try_get("spec").map_err(get)?;
             let tbl: String = row.try_get("tbl").map_err(get)?;
             let shard = Shard {
-                no: row.try_get("shard_no").map_err(get)?,
+                no: ShardNo(row.try_get("shard_no").map_err(get)?),
                 table: tbl.into(),
                 spec: Mutex::new(StorageSpec::from_text(&spec)?),
                 state: Mutex::new(State {
@@ -221,7 +221,7 @@ impl MysqlDb {
         let row = sqlx::query(
             "SELECT log_start, next_offset, size, ts_mark FROM strata_shards WHERE shard_no = ?",
         )
-        .bind(shard.no)
+        .bind(shard.no.get())
         .fetch_one(&self.pool)
         .await
         .map_err(|e| self.err(e))?;
@@ -246,7 +246,7 @@ fn unavailable(server: &str, e: sqlx::Error) -> StorageError {
     }
 }
 
-async fn put_state(tx: &mut Tx, no: u64, s: &State) -> std::result::Result<(), sqlx::Error> {
+async fn put_state(tx: &mut Tx, no: ShardNo, s: &State) -> std::result::Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE strata_shards SET log_start = ?, next_offset = ?, size = ?, ts_mark = ?
          WHERE shard_no = ?",
@@ -255,7 +255,7 @@ async fn put_state(tx: &mut Tx, no: u64, s: &State) -> std::result::Result<(), s
     .bind(s.next_offset)
     .bind(s.size)
     .bind(s.ts_mark)
-    .bind(no)
+    .bind(no.get())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -330,7 +330,7 @@ impl MysqlEngine {
             "SELECT CAST(COALESCE(SUM(size), 0) AS UNSIGNED) FROM `{table}`
              WHERE shard_no = ? AND base_offset < ?"
         )))
-        .bind(shard.no)
+        .bind(shard.no.get())
         .bind(below)
         .fetch_one(&mut *tx)
         .await
@@ -339,7 +339,7 @@ impl MysqlEngine {
         sqlx::query(AssertSqlSafe(format!(
             "DELETE FROM `{table}` WHERE shard_no = ? AND base_offset < ?"
         )))
-        .bind(shard.no)
+        .bind(shard.no.get())
         .bind(below)
         .execute(&mut *tx)
         .await
@@ -361,8 +361,8 @@ impl MysqlEngine {
                 (SELECT MAX(base_offset) FROM `{table}` WHERE shard_no = ? AND base_offset <= ?), 0)
              AND last_offset >= ? ORDER BY base_offset LIMIT 1"
         )))
-        .bind(shard.no)
-        .bind(shard.no)
+        .bind(shard.no.get())
+        .bind(shard.no.get())
         .bind(offset)
         .bind(offset)
         .fetch_optional(&self.db.pool)
@@ -387,7 +387,7 @@ impl MysqlEngine {
                 "SELECT base_offset, last_offset, size FROM `{table}`
                  WHERE shard_no = ? ORDER BY base_offset LIMIT 1000"
             )))
-            .bind(shard.no)
+            .bind(shard.no.get())
             .fetch_all(&self.db.pool)
             .await
             .map_err(|e| self.db.err(e))?;
@@ -473,7 +473,7 @@ impl Engine for MysqlEngine {
         .await
         .map_err(err)?;
         let shard = Shard {
-            no: done.last_insert_id(),
+            no: ShardNo(done.last_insert_id()),
             table: table.into(),
             spec: Mutex::new(*spec),
             state: Mutex::new(state),
@@ -497,7 +497,7 @@ impl Engine for MysqlEngine {
                 .any(|other| other != id && other.topic() == id.topic());
         let mut tx = self.db.begin().await?;
         sqlx::query("DELETE FROM strata_shards WHERE shard_no = ?")
-            .bind(shard.no)
+            .bind(shard.no.get())
             .execute(&mut *tx)
             .await
             .map_err(err)?;
@@ -506,7 +506,7 @@ impl Engine for MysqlEngine {
                 "DELETE FROM `{}` WHERE shard_no = ?",
                 shard.table
             )))
-            .bind(shard.no)
+            .bind(shard.no.get())
             .execute(&mut *tx)
             .await
             .map_err(err)?;
@@ -535,7 +535,7 @@ impl Engine for MysqlEngine {
         let shard = self.shard(id)?;
         sqlx::query("UPDATE strata_shards SET spec = ? WHERE shard_no = ?")
             .bind(spec.to_text())
-            .bind(shard.no)
+            .bind(shard.no.get())
             .execute(&self.db.pool)
             .await
             .map_err(|e| self.db.err(e))?;
@@ -574,7 +574,7 @@ impl Engine for MysqlEngine {
              VALUES (?, ?, ?, ?, ?, ?, ?)",
             shard.table
         )))
-        .bind(shard.no)
+        .bind(shard.no.get())
         .bind(base)
         .bind(last)
         .bind(max_ts)
@@ -623,8 +623,8 @@ impl Engine for MysqlEngine {
                 (SELECT MAX(base_offset) FROM `{table}` WHERE shard_no = ? AND base_offset <= ?), 0)
              AND base_offset < ? ORDER BY base_offset LIMIT 1000"
         )))
-        .bind(shard.no)
-        .bind(shard.no)
+        .bind(shard.no.get())
+        .bind(shard.no.get())
         .bind(from)
         .bind(state.next_offset)
         .fetch_all(&self.db.pool)
@@ -648,7 +648,7 @@ impl Engine for MysqlEngine {
             "SELECT data FROM `{table}` WHERE shard_no = ? AND base_offset BETWEEN ? AND ?
              ORDER BY base_offset"
         )))
-        .bind(shard.no)
+        .bind(shard.no.get())
         .bind(first)
         .bind(last)
         .fetch_all(&self.db.pool)
@@ -686,7 +686,7 @@ impl Engine for MysqlEngine {
                  ORDER BY ts_mark, base_offset LIMIT 16",
                 shard.table
             )))
-            .bind(shard.no)
+            .bind(shard.no.get())
             .bind(after.0)
             .bind(after.1)
             .bind(ts)
@@ -749,7 +749,7 @@ impl Engine for MysqlEngine {
             "SELECT CAST(COALESCE(SUM(size), 0) AS UNSIGNED) FROM `{table}`
              WHERE shard_no = ? AND base_offset >= ?"
         )))
-        .bind(shard.no)
+        .bind(shard.no.get())
         .bind(cut)
         .fetch_one(&mut *tx)
         .await
@@ -758,7 +758,7 @@ impl Engine for MysqlEngine {
         sqlx::query(AssertSqlSafe(format!(
             "DELETE FROM `{table}` WHERE shard_no = ? AND base_offset >= ?"
         )))
-        .bind(shard.no)
+        .bind(shard.no.get())
         .bind(cut)
         .execute(&mut *tx)
         .await
@@ -766,7 +766,7 @@ impl Engine for MysqlEngine {
         let ts_mark: i64 = sqlx::query(AssertSqlSafe(format!(
             "SELECT COALESCE(MAX(ts_mark), -9223372036854775808) FROM `{table}` WHERE shard_no = ?"
         )))
-        .bind(shard.no)
+        .bind(shard.no.get())
         .fetch_one(&mut *tx)
         .await
         .and_then(|r| r.try_get(0))
@@ -805,7 +805,7 @@ impl Engine for MysqlEngine {
                      ORDER BY ts_mark, base_offset LIMIT 1",
                     shard.table
                 )))
-                .bind(shard.no)
+                .bind(shard.no.get())
                 .bind(cutoff)
                 .fetch_optional(&self.db.pool)
                 .await

@@ -1,7 +1,7 @@
 //! Key and value layouts. Every integer is big-endian so that keys sort numerically; the layout
 //! is described in docs/format/rocksdb.md.
 
-use strata_storage::{Bounds, Result, ShardId, StorageError, StorageSpec};
+use strata_storage::{Bounds, Result, ShardId, ShardNo, StorageError, StorageSpec};
 
 /// Column family holding every `shared`-model shard's batches.
 pub const SHARED_CF: &str = "shared";
@@ -18,9 +18,9 @@ const CONFIG_TAG: u8 = b'c';
 const STATE_TAG: u8 = b's';
 
 /// Data key: shard number, then the batch's base offset.
-pub fn data_key(no: u64, base: u64) -> [u8; 16] {
+pub fn data_key(no: ShardNo, base: u64) -> [u8; 16] {
     let mut k = [0; 16];
-    k[..8].copy_from_slice(&no.to_be_bytes());
+    k[..8].copy_from_slice(&no.get().to_be_bytes());
     k[8..].copy_from_slice(&base.to_be_bytes());
     k
 }
@@ -33,22 +33,22 @@ fn biased(ts: i64) -> u64 {
 /// Index key: shard number, the running maximum timestamp up to and including the batch, then
 /// its base offset. The running maximum never decreases along a shard, so index keys sort by
 /// offset and a seek by timestamp finds the first batch that can reach it.
-pub fn index_key(no: u64, ts_mark: i64, base: u64) -> [u8; 24] {
+pub fn index_key(no: ShardNo, ts_mark: i64, base: u64) -> [u8; 24] {
     let mut k = [0; 24];
-    k[..8].copy_from_slice(&no.to_be_bytes());
+    k[..8].copy_from_slice(&no.get().to_be_bytes());
     k[8..16].copy_from_slice(&biased(ts_mark).to_be_bytes());
     k[16..].copy_from_slice(&base.to_be_bytes());
     k
 }
 
 /// The first index key of a shard that can hold `ts`.
-pub fn index_seek(no: u64, ts: i64) -> [u8; 24] {
+pub fn index_seek(no: ShardNo, ts: i64) -> [u8; 24] {
     index_key(no, ts, 0)
 }
 
 /// A shard's key range `[start, end)` in a keyspace prefixed by shard number.
-pub fn shard_range(no: u64) -> ([u8; 8], [u8; 8]) {
-    (no.to_be_bytes(), (no + 1).to_be_bytes())
+pub fn shard_range(no: ShardNo) -> ([u8; 8], [u8; 8]) {
+    (no.get().to_be_bytes(), no.next().get().to_be_bytes())
 }
 
 /// One batch's summary, the value of its index key.
@@ -62,7 +62,7 @@ pub struct IndexEntry {
 }
 
 impl IndexEntry {
-    pub fn key(&self, no: u64) -> [u8; 24] {
+    pub fn key(&self, no: ShardNo) -> [u8; 24] {
         index_key(no, self.ts_mark, self.base)
     }
 
@@ -139,16 +139,16 @@ impl ShardState {
 }
 
 /// Meta key of a shard's description.
-pub fn config_key(no: u64) -> [u8; 9] {
+pub fn config_key(no: ShardNo) -> [u8; 9] {
     let mut k = [CONFIG_TAG; 9];
-    k[1..].copy_from_slice(&no.to_be_bytes());
+    k[1..].copy_from_slice(&no.get().to_be_bytes());
     k
 }
 
 /// Meta key of a shard's state.
-pub fn state_key(no: u64) -> [u8; 9] {
+pub fn state_key(no: ShardNo) -> [u8; 9] {
     let mut k = [STATE_TAG; 9];
-    k[1..].copy_from_slice(&no.to_be_bytes());
+    k[1..].copy_from_slice(&no.get().to_be_bytes());
     k
 }
 
@@ -193,10 +193,10 @@ mod tests {
 
     #[test]
     fn index_keys_sort_by_time_mark_then_offset() {
-        let a = index_key(3, -5, 10);
-        let b = index_key(3, 7, 2);
-        let c = index_key(3, 7, 9);
-        let d = index_key(4, i64::MIN, 0);
+        let a = index_key(ShardNo(3), -5, 10);
+        let b = index_key(ShardNo(3), 7, 2);
+        let c = index_key(ShardNo(3), 7, 9);
+        let d = index_key(ShardNo(4), i64::MIN, 0);
         assert!(a < b && b < c && c < d);
         let e = IndexEntry {
             ts_mark: -5,
@@ -205,7 +205,10 @@ mod tests {
             size: 77,
             max_ts: -9,
         };
-        assert_eq!(IndexEntry::decode(&e.key(3), &e.value()).unwrap(), e);
+        assert_eq!(
+            IndexEntry::decode(&e.key(ShardNo(3)), &e.value()).unwrap(),
+            e
+        );
     }
 
     #[test]

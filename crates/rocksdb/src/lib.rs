@@ -22,7 +22,7 @@ mod sync;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -34,7 +34,7 @@ use rocksdb::{
 use strata_record::{Batch, BatchHeader, HEADER_LEN};
 use strata_storage::{
     Appended, Bounds, Durability, Engine, EngineKind, EngineStats, LEADER_EPOCH, Maintenance,
-    Model, Piece, ReadChunk, Result, ShardId, StorageError, StorageSpec, TimestampHit,
+    Model, Piece, ReadChunk, Result, ShardId, ShardNo, StorageError, StorageSpec, TimestampHit,
     check_batch_size, first_record_at_or_after,
 };
 
@@ -76,7 +76,6 @@ pub struct RocksDb {
     recovered: Mutex<ShardsByModel>,
     /// Serialises column-family creation and drops and the shard-number counter.
     ddl: Mutex<()>,
-    closed: AtomicBool,
 }
 
 /// Shards found at open, by model, until each model's engine takes its own.
@@ -84,7 +83,7 @@ type ShardsByModel = HashMap<Model, Vec<(ShardId, Arc<Shard>)>>;
 
 #[derive(Debug)]
 struct Shard {
-    no: u64,
+    no: ShardNo,
     state: Mutex<(StorageSpec, ShardState)>,
 }
 
@@ -193,7 +192,6 @@ impl RocksDb {
             next_no: AtomicU64::new(0),
             recovered: Mutex::new(HashMap::new()),
             ddl: Mutex::new(()),
-            closed: AtomicBool::new(false),
         };
         this.recover()?;
         Ok(Arc::new(this))
@@ -223,9 +221,9 @@ impl RocksDb {
         let mut recovered = ShardsByModel::new();
         while it.valid() {
             let key = it.key().expect("valid iterator");
-            let no = u64::from_be_bytes(key[1..9].try_into().map_err(|_| {
+            let no = ShardNo(u64::from_be_bytes(key[1..9].try_into().map_err(|_| {
                 StorageError::corruption(&self.path, 0, "shard description key is malformed")
-            })?);
+            })?));
             let (id, spec) = keys::decode_config(it.value().expect("valid iterator"))?;
             let state = self
                 .db
@@ -300,13 +298,7 @@ impl RocksDb {
     }
 
     fn check_writable(&self) -> Result<()> {
-        if self.closed.load(Ordering::Relaxed) {
-            return Err(StorageError::Closed);
-        }
-        if let Some(e) = &*self.sync.poisoned.lock() {
-            return Err(StorageError::Poisoned(e.clone()));
-        }
-        Ok(())
+        self.sync.gate.check()
     }
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
@@ -328,7 +320,7 @@ impl RocksDb {
 
     /// Syncs the WAL and stops the sync thread; later calls fail with `Closed`.
     pub async fn close(&self) -> Result<()> {
-        if self.closed.swap(true, Ordering::Relaxed) {
+        if !self.sync.gate.close() {
             return Ok(());
         }
         let r = self.sync.sync().await.map_err(StorageError::Poisoned);
@@ -352,7 +344,7 @@ pub fn wal_files(path: &Path) -> Vec<PathBuf> {
 
 impl RocksEngine {
     fn shard(&self, id: &ShardId) -> Result<Arc<Shard>> {
-        if self.db.closed.load(Ordering::Relaxed) {
+        if self.db.sync.gate.is_closed() {
             return Err(StorageError::Closed);
         }
         self.shards
@@ -380,7 +372,7 @@ impl RocksEngine {
     /// Index entries of a shard from its oldest, while `keep_going` says so.
     fn front_entries(
         &self,
-        no: u64,
+        no: ShardNo,
         mut keep_going: impl FnMut(&IndexEntry) -> bool,
     ) -> Result<(Vec<IndexEntry>, Option<IndexEntry>)> {
         let index = self.db.cf(keys::INDEX_CF)?;
@@ -481,11 +473,11 @@ impl Engine for RocksEngine {
                     .create_cf(topic_cf(id.topic()), &cf_options(&self.db.options))
                     .map_err(|e| self.db.err(e))?;
             }
-            let no = self.db.next_no.fetch_add(1, Ordering::Relaxed);
+            let no = ShardNo(self.db.next_no.fetch_add(1, Ordering::Relaxed));
             let state = ShardState::empty();
             let meta = self.db.cf(keys::META_CF)?;
             let mut wb = WriteBatch::default();
-            wb.put_cf(&meta, keys::NEXT_NO_KEY, (no + 1).to_be_bytes());
+            wb.put_cf(&meta, keys::NEXT_NO_KEY, no.next().get().to_be_bytes());
             wb.put_cf(&meta, keys::config_key(no), keys::encode_config(id, spec));
             wb.put_cf(&meta, keys::state_key(no), state.encode());
             self.db.write(wb)?;
@@ -780,7 +772,7 @@ impl Engine for RocksEngine {
     }
 
     async fn maintain(&self, now_ms: i64) -> Result<Maintenance> {
-        if self.db.closed.load(Ordering::Relaxed) {
+        if self.db.sync.gate.is_closed() {
             return Err(StorageError::Closed);
         }
         let shards: Vec<_> = self

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rocksdb::{DBWithThreadMode, MultiThreaded};
+use strata_storage::WriteGate;
 use tokio::sync::oneshot;
 
 type Db = DBWithThreadMode<MultiThreaded>;
@@ -25,8 +26,9 @@ pub struct WalSync {
     pub interval_ms: AtomicU32,
     /// Set by an unsynced write to an interval-durability shard.
     pub dirty: AtomicBool,
-    /// Set after a failed sync: writes are refused until the database is reopened.
-    pub poisoned: Mutex<Option<String>>,
+    /// The database's write gate: closed by `RocksDb::close`, poisoned by a failed sync (writes
+    /// are then refused until the database is reopened).
+    pub gate: WriteGate,
     pub fsyncs: AtomicU64,
 }
 
@@ -37,7 +39,7 @@ impl WalSync {
             tx: Mutex::new(Some(tx)),
             interval_ms: AtomicU32::new(0),
             dirty: AtomicBool::new(false),
-            poisoned: Mutex::new(None),
+            gate: WriteGate::new(),
             fsyncs: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&sync);
@@ -70,7 +72,7 @@ impl WalSync {
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = result {
             tracing::error!(error = %e, "RocksDB WAL sync failed; refusing writes until reopened");
-            self.poisoned.lock().get_or_insert_with(|| e.clone());
+            self.gate.poison(e.clone());
         }
     }
 }
@@ -114,9 +116,8 @@ fn run(db: Weak<Db>, state: Weak<WalSync>, rx: Receiver<Waiter>) {
             next_interval = None;
         }
         me.dirty.store(false, Ordering::Relaxed);
-        let poisoned = me.poisoned.lock().clone();
-        let result = match poisoned {
-            Some(e) => Err(e),
+        let result = match me.gate.poisoned() {
+            Some(e) => Err(e.to_owned()),
             None => {
                 let r = sync_wal(&db);
                 me.record(&r);

@@ -13,6 +13,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
+use strata_storage::ShardNo;
 
 /// Footer magic of a log object.
 pub const LOG_MAGIC: &[u8; 8] = b"STRATA3L";
@@ -23,10 +24,63 @@ pub const VERSION: u32 = 1;
 /// Footer length: magic, version, index length, index CRC32C, reserved.
 pub const FOOTER_LEN: usize = 8 + 4 + 4 + 4 + 4;
 
-/// One stored batch: `[shard_no, base, last, max_ts, object_id, position, length, moved]`.
+/// One stored batch, as the index and checkpoints record it.
 ///
-/// `moved` is 1 for a batch rewritten by compaction (its old copy is superseded), else 0.
-pub type BatchRec = [i64; 8];
+/// On the wire it is a JSON array of eight integers,
+/// `[shard_no, base, last, max_ts, object_id, position, length, moved]`, where `moved` is 0,
+/// or 1 + the number of the object a compaction moved the batch out of (its old copy is then
+/// superseded). It is decoded into this struct once, here.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(from = "[i64; 8]", into = "[i64; 8]")]
+pub struct BatchRec {
+    /// Shard number.
+    pub no: ShardNo,
+    /// Base offset.
+    pub base: u64,
+    /// Last offset.
+    pub last: u64,
+    /// Largest record timestamp in the batch.
+    pub max_ts: i64,
+    /// Engine-wide number of the object holding the bytes.
+    pub object: u64,
+    /// Byte position of the batch in that object.
+    pub position: u64,
+    /// Length of the batch in bytes.
+    pub length: u32,
+    /// Compaction: the object this batch was moved out of.
+    pub moved_from: Option<u64>,
+}
+
+impl From<[i64; 8]> for BatchRec {
+    fn from(r: [i64; 8]) -> Self {
+        let [no, base, last, max_ts, object, position, length, moved] = r;
+        BatchRec {
+            no: ShardNo(no as u64),
+            base: base as u64,
+            last: last as u64,
+            max_ts,
+            object: object as u64,
+            position: position as u64,
+            length: length as u32,
+            moved_from: (moved != 0).then(|| (moved - 1) as u64),
+        }
+    }
+}
+
+impl From<BatchRec> for [i64; 8] {
+    fn from(b: BatchRec) -> Self {
+        [
+            b.no.get() as i64,
+            b.base as i64,
+            b.last as i64,
+            b.max_ts,
+            b.object as i64,
+            b.position as i64,
+            i64::from(b.length),
+            b.moved_from.map_or(0, |o| o as i64 + 1),
+        ]
+    }
+}
 
 /// A data object a log entry refers to.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -50,7 +104,8 @@ pub enum Op {
     /// A new shard.
     Create {
         /// Shard number, unique within the engine.
-        no: u64,
+        #[serde(with = "shard_no")]
+        no: ShardNo,
         /// `<topic>-<partition>`.
         name: String,
         /// The spec, as `StorageSpec::to_text`.
@@ -59,26 +114,30 @@ pub enum Op {
     /// A shard and its data are gone.
     Delete {
         /// Shard number.
-        no: u64,
+        #[serde(with = "shard_no")]
+        no: ShardNo,
     },
     /// New retention, segment or durability settings.
     Reconfigure {
         /// Shard number.
-        no: u64,
+        #[serde(with = "shard_no")]
+        no: ShardNo,
         /// The spec, as `StorageSpec::to_text`.
         spec: String,
     },
     /// The log start moved forward.
     Trim {
         /// Shard number.
-        no: u64,
+        #[serde(with = "shard_no")]
+        no: ShardNo,
         /// New first readable offset.
         log_start: u64,
     },
     /// Every batch at or after `next` is gone; the shard's epoch goes up by one.
     Truncate {
         /// Shard number.
-        no: u64,
+        #[serde(with = "shard_no")]
+        no: ShardNo,
         /// The new next offset.
         next: u64,
     },
@@ -101,7 +160,8 @@ pub struct LogIndex {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShardRec {
     /// Shard number.
-    pub no: u64,
+    #[serde(with = "shard_no")]
+    pub no: ShardNo,
     /// `<topic>-<partition>`.
     pub name: String,
     /// The spec, as `StorageSpec::to_text`.
@@ -120,15 +180,30 @@ pub struct Checkpoint {
     /// The last log object this state includes.
     pub seq: u64,
     /// Next shard number to hand out.
-    pub next_no: u64,
+    #[serde(with = "shard_no")]
+    pub next_no: ShardNo,
     /// Next object number to hand out.
     pub next_object: u64,
     /// Every shard.
     pub shards: Vec<ShardRec>,
     /// Every object that still holds a live batch.
     pub objects: Vec<ObjectRec>,
-    /// Every live batch (`moved` is 0).
+    /// Every live batch (none moved).
     pub batches: Vec<BatchRec>,
+}
+
+/// Shard numbers are plain JSON numbers.
+mod shard_no {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use strata_storage::ShardNo;
+
+    pub fn serialize<S: Serializer>(no: &ShardNo, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(no.get())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ShardNo, D::Error> {
+        u64::deserialize(d).map(ShardNo)
+    }
 }
 
 /// Key of log object `seq`.
@@ -142,8 +217,8 @@ pub fn checkpoint_key(seq: u64) -> String {
 }
 
 /// Key of the dedicated model's object for shard `no` written by commit `seq`.
-pub fn data_key(no: u64, seq: u64) -> String {
-    format!("data/{no:010}/{seq:020}")
+pub fn data_key(no: ShardNo, seq: u64) -> String {
+    format!("data/{:010}/{seq:020}", no.get())
 }
 
 /// The sequence number in a `log/` or `checkpoint/` key's last part.
@@ -244,9 +319,9 @@ mod tests {
                 seq: 7,
                 log: true,
             }],
-            batches: vec![[1, 0, 9, 1234, 3, 0, 100, 0]],
+            batches: vec![BatchRec::from([1, 0, 9, 1234, 3, 0, 100, 0])],
             ops: vec![Op::Trim {
-                no: 1,
+                no: ShardNo(1),
                 log_start: 4,
             }],
         };
@@ -265,10 +340,70 @@ mod tests {
     }
 
     #[test]
+    fn batch_records_keep_their_eight_number_form() {
+        let moved = BatchRec {
+            no: ShardNo(3),
+            base: 100,
+            last: 109,
+            max_ts: -1,
+            object: 12,
+            position: 4096,
+            length: 700,
+            moved_from: Some(0),
+        };
+        let json = serde_json::to_string(&[
+            moved,
+            BatchRec {
+                moved_from: None,
+                ..moved
+            },
+        ])
+        .unwrap();
+        assert_eq!(
+            json,
+            "[[3,100,109,-1,12,4096,700,1],[3,100,109,-1,12,4096,700,0]]"
+        );
+        let back: Vec<BatchRec> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back[0], moved);
+        assert_eq!(back[1].moved_from, None);
+    }
+
+    #[test]
+    fn an_index_in_the_documented_form_decodes() {
+        // The form docs/format/s3.md shows, as engines before the named BatchRec wrote it.
+        let json = r#"{"seq": 42,
+            "objects": [{"id": 7, "key": "log/00000000000000000042", "size": 300, "seq": 42, "log": true}],
+            "batches": [[3, 1200, 1209, 1700000000000, 7, 0, 300, 0], [3, 1000, 1099, 5, 9, 40, 60, 6]],
+            "ops": [{"op": "create", "no": 3, "name": "orders-0", "spec": "storage.engine=s3"},
+                    {"op": "trim", "no": 3, "log_start": 1200}]}"#;
+        let index: LogIndex = serde_json::from_str(json).unwrap();
+        assert_eq!(index.batches[0].moved_from, None);
+        assert_eq!(index.batches[0].max_ts, 1_700_000_000_000);
+        assert_eq!(index.batches[1].moved_from, Some(5));
+        assert_eq!(
+            (index.batches[1].object, index.batches[1].position),
+            (9, 40)
+        );
+        assert!(matches!(
+            index.ops[1],
+            Op::Trim {
+                no: ShardNo(3),
+                log_start: 1200
+            }
+        ));
+        let again = serde_json::to_value(&index).unwrap();
+        assert_eq!(
+            again["batches"][1],
+            serde_json::json!([3, 1000, 1099, 5, 9, 40, 60, 6])
+        );
+        assert_eq!(again["ops"][0]["no"], 3);
+    }
+
+    #[test]
     fn checkpoint_round_trips_and_detects_damage() {
         let cp = Checkpoint {
             seq: 9,
-            next_no: 2,
+            next_no: ShardNo(2),
             ..Checkpoint::default()
         };
         let bytes = encode_checkpoint(&cp);

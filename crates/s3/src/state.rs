@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use strata_record::Batch;
-use strata_storage::{Bounds, Result, ShardId, StorageError, StorageSpec};
+use strata_storage::{Bounds, Result, ShardId, ShardNo, StorageError, StorageSpec, WriteGate};
 use tokio::sync::oneshot;
 
 use crate::format::{self, BatchRec, Checkpoint, LogIndex, ObjectRec, Op, ShardRec};
@@ -32,7 +32,7 @@ pub struct Loc {
 /// A batch waiting for upload.
 #[derive(Debug)]
 pub struct Pending {
-    pub no: u64,
+    pub no: ShardNo,
     pub base: u64,
     pub last: u64,
     pub max_ts: i64,
@@ -47,7 +47,7 @@ pub struct Pending {
 
 #[derive(Debug)]
 pub struct Shard {
-    pub no: u64,
+    pub no: ShardNo,
     pub id: ShardId,
     pub spec: StorageSpec,
     pub epoch: u32,
@@ -121,7 +121,7 @@ pub struct Obj {
 }
 
 /// An object to compact: its number, key, and its live batches as (shard number, location).
-pub type Rewrite = (u64, String, Vec<(u64, Loc)>);
+pub type Rewrite = (u64, String, Vec<(ShardNo, Loc)>);
 
 /// A part of a read: cached bytes, or batches to fetch from one object of which the first
 /// `serve` are returned and the rest read ahead into the cache.
@@ -138,17 +138,17 @@ pub enum Part {
 /// What a read fetches.
 #[derive(Debug)]
 pub struct ReadPlan {
-    pub no: u64,
+    pub no: ShardNo,
     pub bounds: Bounds,
     pub parts: Vec<Part>,
 }
 
 #[derive(Debug, Default)]
 pub struct State {
-    pub shards: HashMap<u64, Shard>,
-    pub by_name: HashMap<ShardId, u64>,
+    pub shards: HashMap<ShardNo, Shard>,
+    pub by_name: HashMap<ShardId, ShardNo>,
     pub objects: HashMap<u64, Obj>,
-    pub next_no: u64,
+    pub next_no: ShardNo,
     pub next_object: u64,
     pub buffer: Vec<Pending>,
     pub buffer_bytes: usize,
@@ -157,16 +157,17 @@ pub struct State {
     pub wal_mark: u64,
     /// Bytes in the write-ahead log not yet uploaded.
     pub wal_backlog: usize,
-    fifo: VecDeque<(u64, u64)>,
+    fifo: VecDeque<(ShardNo, u64)>,
     cache_bytes: usize,
     cache_entries: usize,
     pub seq: u64,
     pub checkpoint_seq: u64,
     pub logs_since_checkpoint: u64,
-    pub poisoned: Option<String>,
-    pub closed: bool,
+    /// Closed by `close`, poisoned by a failed write-ahead log fsync or a lost commit race;
+    /// checked and changed under the state lock, so that no append slips past a close.
+    pub gate: WriteGate,
     pub orphans_checked: bool,
-    dirty_trims: BTreeSet<u64>,
+    dirty_trims: BTreeSet<ShardNo>,
     pub puts: u64,
     pub put_bytes: u64,
 }
@@ -183,7 +184,7 @@ fn copy_err(e: &StorageError) -> StorageError {
 }
 
 impl State {
-    pub fn no(&self, id: &ShardId) -> Result<u64> {
+    pub fn no(&self, id: &ShardId) -> Result<ShardNo> {
         self.by_name
             .get(id)
             .copied()
@@ -241,14 +242,21 @@ impl State {
     }
 
     fn apply_batch(&mut self, b: &BatchRec) {
-        let [no, base, last, max_ts, obj, pos, len, moved] = *b;
-        let (no, base, last, obj, pos) =
-            (no as u64, base as u64, last as u64, obj as u64, pos as u64);
+        let BatchRec {
+            no,
+            base,
+            last,
+            max_ts,
+            object: obj,
+            position: pos,
+            length,
+            moved_from,
+        } = *b;
+        let len = i64::from(length);
         let Some(s) = self.shards.get_mut(&no) else {
             return;
         };
-        if moved != 0 {
-            let old = (moved - 1) as u64;
+        if let Some(old) = moved_from {
             if let Some(i) = s.find(base).filter(|&i| s.batches[i].obj == old) {
                 s.batches[i].obj = obj;
                 s.batches[i].pos = pos;
@@ -279,11 +287,11 @@ impl State {
             last,
             max_ts,
             ts_mark,
-            len: len as u32,
+            len: length,
             obj,
             pos,
         });
-        s.size += len as u64;
+        s.size += u64::from(length);
         self.live(obj, len);
     }
 
@@ -309,7 +317,7 @@ impl State {
                         cache: VecDeque::new(),
                     },
                 );
-                self.next_no = self.next_no.max(no + 1);
+                self.next_no = self.next_no.max(no.next());
             }
             Op::Delete { no } => {
                 if let Some(s) = self.shards.remove(no) {
@@ -361,7 +369,7 @@ impl State {
     }
 
     /// Moves a shard's log start to `log_start` and forgets the batches before it.
-    fn trim_to(&mut self, no: u64, log_start: u64) {
+    fn trim_to(&mut self, no: ShardNo, log_start: u64) {
         let Some(s) = self.shards.get_mut(&no) else {
             return;
         };
@@ -387,7 +395,7 @@ impl State {
 
     /// Drops the oldest batches of a shard beyond its `retention.bytes` (keeping the newest);
     /// the trim is written with the next commit.
-    fn bytes_retention(&mut self, no: u64) {
+    fn bytes_retention(&mut self, no: ShardNo) {
         let Some(s) = self.shards.get(&no) else {
             return;
         };
@@ -565,7 +573,7 @@ impl State {
             if item.moved_from.is_some() {
                 continue;
             }
-            if item.wal && !self.closed && self.poisoned.is_none() {
+            if item.wal && !self.gate.is_shut() {
                 keep.push(item);
                 continue;
             }
@@ -601,7 +609,7 @@ impl State {
     }
 
     /// Removes a shard's buffered batches from `from` on (delete, truncate).
-    pub fn drop_buffered(&mut self, no: u64, from: u64, err: &StorageError) {
+    pub fn drop_buffered(&mut self, no: ShardNo, from: u64, err: &StorageError) {
         let all = std::mem::take(&mut self.buffer);
         self.buffer_bytes = 0;
         self.buffer_since = None;
@@ -649,7 +657,7 @@ impl State {
     }
 
     /// Caches batches read ahead of a read, if they are still where they were read from.
-    pub fn cache_read_ahead(&mut self, no: u64, read: &[(Loc, Bytes)], budget: usize) {
+    pub fn cache_read_ahead(&mut self, no: ShardNo, read: &[(Loc, Bytes)], budget: usize) {
         let Some(s) = self.shards.get_mut(&no) else {
             return;
         };
@@ -674,7 +682,7 @@ impl State {
         max_bytes: usize,
         read_ahead: usize,
     ) -> Result<ReadPlan> {
-        if self.closed {
+        if self.gate.is_closed() {
             return Err(StorageError::Closed);
         }
         let no = self.no(id)?;
@@ -800,16 +808,16 @@ impl State {
             });
             for l in s.batches.iter().filter(|l| l.obj != PENDING) {
                 used.insert(l.obj);
-                cp.batches.push([
-                    s.no as i64,
-                    l.base as i64,
-                    l.last as i64,
-                    l.max_ts,
-                    l.obj as i64,
-                    l.pos as i64,
-                    i64::from(l.len),
-                    0,
-                ]);
+                cp.batches.push(BatchRec {
+                    no: s.no,
+                    base: l.base,
+                    last: l.last,
+                    max_ts: l.max_ts,
+                    object: l.obj,
+                    position: l.pos,
+                    length: l.len,
+                    moved_from: None,
+                });
             }
         }
         for id in used {

@@ -14,7 +14,8 @@ use strata_storage::file::RemoteTier;
 use strata_storage::{Result, StorageError};
 use tokio::io::AsyncWriteExt;
 
-use crate::{S3Options, unavailable};
+use crate::S3Options;
+use crate::engine::unavailable;
 
 /// Tiered segments in a bucket.
 #[derive(Debug)]

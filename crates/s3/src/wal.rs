@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
-use strata_storage::{Result, StorageError};
+use strata_storage::{Result, ShardNo, StorageError};
 
 const HEADER: usize = 8;
 const PREFIX: usize = 12;
@@ -26,7 +26,7 @@ const SEGMENT_BYTES: u64 = 64 << 20;
 #[derive(Debug)]
 pub struct Entry {
     /// Shard number.
-    pub no: u64,
+    pub no: ShardNo,
     /// The shard's epoch when it was written.
     pub epoch: u32,
     /// The stored batch.
@@ -138,11 +138,11 @@ impl Wal {
     }
 
     /// Appends one entry; returns the position just past it. Not yet synced.
-    pub fn append(&self, no: u64, epoch: u32, batch: &[u8]) -> Result<u64> {
+    pub fn append(&self, no: ShardNo, epoch: u32, batch: &[u8]) -> Result<u64> {
         let mut buf = BytesMut::with_capacity(HEADER + PREFIX + batch.len());
         buf.put_u32_le((PREFIX + batch.len()) as u32);
         buf.put_u32_le(0);
-        buf.put_u64_le(no);
+        buf.put_u64_le(no.get());
         buf.put_u32_le(epoch);
         buf.put_slice(batch);
         let crc = crc32c::crc32c(&buf[HEADER..]);
@@ -321,7 +321,7 @@ fn scan(bytes: &[u8], start: u64, path: &Path, out: &mut Vec<Entry>) -> Result<u
     }
 }
 
-fn entry_at(bytes: &[u8], at: usize) -> Option<(u64, u32, std::ops::Range<usize>)> {
+fn entry_at(bytes: &[u8], at: usize) -> Option<(ShardNo, u32, std::ops::Range<usize>)> {
     let head = bytes.get(at..at + HEADER)?;
     let len = u32::from_le_bytes(head[..4].try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(head[4..].try_into().ok()?);
@@ -332,7 +332,7 @@ fn entry_at(bytes: &[u8], at: usize) -> Option<(u64, u32, std::ops::Range<usize>
     if crc32c::crc32c(payload) != crc {
         return None;
     }
-    let no = u64::from_le_bytes(payload[..8].try_into().ok()?);
+    let no = ShardNo(u64::from_le_bytes(payload[..8].try_into().ok()?));
     let epoch = u32::from_le_bytes(payload[8..12].try_into().ok()?);
     Some((no, epoch, at + HEADER + PREFIX..at + HEADER + len))
 }
@@ -355,8 +355,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (wal, found) = Wal::open(dir.path()).unwrap();
         assert!(found.is_empty());
-        let a = wal.append(1, 0, b"first").unwrap();
-        let b = wal.append(2, 3, b"second").unwrap();
+        let a = wal.append(ShardNo(1), 0, b"first").unwrap();
+        let b = wal.append(ShardNo(2), 3, b"second").unwrap();
         assert_eq!(
             wal.read_active(a, 4).unwrap(),
             ((PREFIX + 6) as u32).to_le_bytes()
@@ -367,7 +367,10 @@ mod tests {
         f.set_len(b - 3).unwrap();
         let (wal, found) = Wal::open(dir.path()).unwrap();
         assert_eq!(found.len(), 1);
-        assert_eq!((found[0].no, &found[0].batch[..]), (1, &b"first"[..]));
+        assert_eq!(
+            (found[0].no, &found[0].batch[..]),
+            (ShardNo(1), &b"first"[..])
+        );
         assert_eq!(wal.end(), a);
     }
 
@@ -375,8 +378,8 @@ mod tests {
     fn damage_before_the_tail_is_corruption() {
         let dir = tempfile::tempdir().unwrap();
         let (wal, _) = Wal::open(dir.path()).unwrap();
-        wal.append(1, 0, b"first entry").unwrap();
-        wal.append(1, 0, b"second entry").unwrap();
+        wal.append(ShardNo(1), 0, b"first entry").unwrap();
+        wal.append(ShardNo(1), 0, b"second entry").unwrap();
         drop(wal);
         let file = &Wal::files(dir.path())[0];
         let mut bytes = fs::read(file).unwrap();

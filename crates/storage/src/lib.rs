@@ -10,6 +10,7 @@
 mod engine;
 mod error;
 pub mod file;
+mod gate;
 pub mod memory;
 mod shard;
 mod spec;
@@ -24,7 +25,8 @@ pub use engine::{
     Piece, ReadChunk, TimestampHit, check_batch_size,
 };
 pub use error::{Result, StorageError};
-pub use shard::{MAX_TOPIC_LEN, ShardId};
+pub use gate::WriteGate;
+pub use shard::{MAX_TOPIC_LEN, ShardId, ShardNo};
 pub use spec::{
     DEFAULT_RETENTION_MS, DEFAULT_SEGMENT_BYTES, Durability, EngineKind, MIN_SEGMENT_BYTES, Model,
     Retention, StorageSpec,

@@ -65,6 +65,48 @@ impl ShardId {
     }
 }
 
+/// A shard's number inside one engine: the short name its files, keys, rows or objects use
+/// instead of `<topic>-<partition>`. Numbers are handed out by the engine when a shard is
+/// created and mean nothing outside that engine's storage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShardNo(pub u64);
+
+impl ShardNo {
+    /// The number as stored.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The number after this one.
+    pub const fn next(self) -> ShardNo {
+        ShardNo(self.0 + 1)
+    }
+}
+
+impl From<u64> for ShardNo {
+    fn from(no: u64) -> Self {
+        ShardNo(no)
+    }
+}
+
+impl From<u32> for ShardNo {
+    fn from(no: u32) -> Self {
+        ShardNo(u64::from(no))
+    }
+}
+
+impl From<ShardNo> for u64 {
+    fn from(no: ShardNo) -> Self {
+        no.0
+    }
+}
+
+impl fmt::Display for ShardNo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 fn validate_topic(topic: &str) -> Result<()> {
     let bad = |reason| {
         Err(StorageError::InvalidShardName {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
-use crate::{Result, StorageError};
+use crate::{Result, StorageError, WriteGate};
 
 /// A place in the queue of sync rounds; durable once that round completes.
 #[derive(Debug, Clone, Copy)]
@@ -30,7 +30,8 @@ pub(crate) struct Ticket(u64);
 #[derive(Debug, Clone, Default)]
 struct Done {
     round: u64,
-    poisoned: Option<Arc<str>>,
+    /// Set with the gate's poison, so that waiters wake up (the reason is in the gate).
+    poisoned: bool,
 }
 
 #[derive(Default)]
@@ -41,12 +42,13 @@ struct State {
     later: HashMap<usize, (Instant, Arc<File>)>,
     /// The round that requests made now will be part of.
     filling: u64,
-    poisoned: Option<Arc<str>>,
     shutdown: bool,
 }
 
 struct Inner {
     state: Mutex<State>,
+    /// Poisoned by a failed fsync; the dedicated engine also closes it.
+    gate: WriteGate,
     wake: Condvar,
     done: watch::Sender<Done>,
     fsyncs: AtomicU64,
@@ -125,6 +127,7 @@ impl Syncer {
                 ..State::default()
             }),
             wake: Condvar::new(),
+            gate: WriteGate::new(),
             done: watch::Sender::new(Done::default()),
             fsyncs: AtomicU64::new(0),
         });
@@ -146,10 +149,12 @@ impl Syncer {
 
     /// Fails if an earlier fsync failed.
     pub(crate) fn check(&self) -> Result<()> {
-        match &self.inner.state.lock().poisoned {
-            Some(why) => Err(StorageError::Poisoned(why.to_string())),
-            None => Ok(()),
-        }
+        self.inner.gate.check_poisoned()
+    }
+
+    /// The engine's write gate, which a failed fsync poisons.
+    pub(crate) fn gate(&self) -> &WriteGate {
+        &self.inner.gate
     }
 
     /// Asks for `file` to be fsynced in the next round. After `shutdown` there is no next
@@ -173,15 +178,14 @@ impl Syncer {
         }
         let mut rx = self.inner.done.subscribe();
         let done = rx
-            .wait_for(|d| d.round >= ticket.0 || d.poisoned.is_some())
+            .wait_for(|d| d.round >= ticket.0 || d.poisoned)
             .await
             .map_err(|_| StorageError::Closed)?;
         if done.round >= ticket.0 {
             return Ok(());
         }
-        Err(StorageError::Poisoned(
-            done.poisoned.as_deref().unwrap_or_default().to_owned(),
-        ))
+        drop(done);
+        self.check()
     }
 
     /// Asks for `file` to be fsynced within `within`, without waiting for it.
@@ -256,15 +260,10 @@ impl Drop for Syncer {
 
 impl Inner {
     fn poison(&self, e: &io::Error) -> StorageError {
-        let why: Arc<str> = Arc::from(format!("fsync failed: {e}"));
         tracing::error!(error = %e, "fsync failed; refusing writes until reopened");
-        let mut s = self.state.lock();
-        s.poisoned.get_or_insert_with(|| why.clone());
-        drop(s);
-        self.done.send_modify(|d| {
-            d.poisoned.get_or_insert(why.clone());
-        });
-        StorageError::Poisoned(why.to_string())
+        let err = self.gate.poison(format!("fsync failed: {e}"));
+        self.done.send_modify(|d| d.poisoned = true);
+        err
     }
 }
 
@@ -455,7 +454,7 @@ fn run(inner: &Inner, name: &str) {
         };
         // A round counts as done only if its files were really synced: once poisoned, later
         // rounds are not attempted and their waiters get the error, never an acknowledgement.
-        if inner.state.lock().poisoned.is_none() {
+        if inner.gate.poisoned().is_none() {
             let files: Vec<Arc<File>> = files.values().cloned().collect();
             match pool.fsync_all(files) {
                 Ok(calls) => {

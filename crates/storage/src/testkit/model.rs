@@ -83,6 +83,21 @@ impl MShard {
     fn pick(&self, at: u16) -> u64 {
         self.log_start + (self.next - self.log_start) * u64::from(at) / 1000
     }
+
+    /// What a truncation to `to` leaves: the batches wholly before the one holding `to`.
+    fn truncate(&mut self, to: u64) {
+        if to >= self.next {
+            return;
+        }
+        match self.batches.iter().position(|b| b.last() >= to) {
+            Some(k) => {
+                self.next = self.batches[k].base.min(to);
+                self.batches.truncate(k);
+            }
+            None => self.next = to,
+        }
+        self.log_start = self.log_start.min(self.next);
+    }
 }
 
 static CASE: AtomicU64 = AtomicU64::new(0);
@@ -147,29 +162,7 @@ async fn check(h: &dyn Harness, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 clock += 10;
             }
             Op::Read { shard, at, budget } => {
-                let m = &model[shard];
-                let from = m.pick(at);
-                let chunk = engine.read(&ids[shard], from, budget).await.map_err(fail)?;
-                let got = decode(&chunk);
-                let first = m.batches.iter().position(|b| b.last() >= from);
-                match first {
-                    None => prop_assert!(got.is_empty()),
-                    Some(i) => {
-                        prop_assert!(!got.is_empty());
-                        prop_assert!(got.len() == 1 || chunk.len <= budget);
-                        for ((base, records), mb) in got.iter().zip(&m.batches[i..]) {
-                            prop_assert_eq!(*base, mb.base);
-                            prop_assert_eq!(records.len(), mb.records);
-                            for (r, rec) in records.iter().enumerate() {
-                                prop_assert_eq!(rec.offset as u64, mb.base + r as u64);
-                                prop_assert_eq!(
-                                    rec.value.as_deref(),
-                                    Some(&value(mb.tag, r, mb.size)[..])
-                                );
-                            }
-                        }
-                    }
-                }
+                check_read(&*engine, &ids[shard], &model[shard], at, budget).await?;
             }
             Op::Lookup { shard, at } => {
                 let m = &model[shard];
@@ -198,16 +191,7 @@ async fn check(h: &dyn Harness, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let m = &mut model[shard];
                 let to = m.pick(at);
                 let b = engine.truncate(&ids[shard], to).await.map_err(fail)?;
-                if to < m.next {
-                    let keep = m.batches.iter().position(|b| b.last() >= to);
-                    if let Some(k) = keep {
-                        m.next = m.batches[k].base.min(to);
-                        m.batches.truncate(k);
-                    } else {
-                        m.next = to;
-                    }
-                    m.log_start = m.log_start.min(m.next);
-                }
+                m.truncate(to);
                 prop_assert_eq!(b.next_offset, m.next);
             }
             Op::Maintain => {
@@ -241,6 +225,34 @@ async fn check(h: &dyn Harness, ops: Vec<Op>) -> Result<(), TestCaseError> {
     }
     if h.persistent() {
         engine.close().await.map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// Reads a shard at the model's offset picked by `at` and checks the batches against the model.
+async fn check_read(
+    engine: &dyn Engine,
+    id: &ShardId,
+    m: &MShard,
+    at: u16,
+    budget: usize,
+) -> Result<(), TestCaseError> {
+    let from = m.pick(at);
+    let chunk = engine.read(id, from, budget).await.map_err(fail)?;
+    let got = decode(&chunk);
+    let Some(i) = m.batches.iter().position(|b| b.last() >= from) else {
+        prop_assert!(got.is_empty());
+        return Ok(());
+    };
+    prop_assert!(!got.is_empty());
+    prop_assert!(got.len() == 1 || chunk.len <= budget);
+    for ((base, records), mb) in got.iter().zip(&m.batches[i..]) {
+        prop_assert_eq!(*base, mb.base);
+        prop_assert_eq!(records.len(), mb.records);
+        for (r, rec) in records.iter().enumerate() {
+            prop_assert_eq!(rec.offset as u64, mb.base + r as u64);
+            prop_assert_eq!(rec.value.as_deref(), Some(&value(mb.tag, r, mb.size)[..]));
+        }
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ use crate::file::io::write_all_at;
 use crate::file::sync::{Syncer, Ticket};
 use crate::util::{fsync_dir, write_atomic, write_replace};
 use crate::{
-    Appended, Bounds, Durability, LEADER_EPOCH, Result, ShardId, StorageError, StorageSpec,
+    Appended, Bounds, Durability, LEADER_EPOCH, Result, ShardId, ShardNo, StorageError, StorageSpec,
 };
 
 impl Weigh for IndexData {
@@ -43,7 +43,7 @@ pub(super) struct Ctx {
 pub(super) struct ShardLog {
     pub id: ShardId,
     /// Engine-local number, the owner part of file-cache keys.
-    pub num: u64,
+    pub no: ShardNo,
     pub dir: PathBuf,
     pub state: Mutex<LogState>,
 }
@@ -141,7 +141,7 @@ impl ShardLog {
     pub(super) fn open_segment(&self, ctx: &Ctx, base: u64, create: bool) -> Result<Arc<fs::File>> {
         Ok(ctx
             .files
-            .open((self.num, base), &log_path(&self.dir, base), create)?)
+            .open((self.no.get(), base), &log_path(&self.dir, base), create)?)
     }
 
     /// Appends a batch; returns once it is as durable as the spec says.
@@ -233,7 +233,7 @@ impl ShardLog {
         }
         let seg = st.active_mut();
         let data = seg.active.take().map(|ix| ix.data).unwrap_or_default();
-        ctx.indexes.put((self.num, base), Arc::new(data));
+        ctx.indexes.put((self.no.get(), base), Arc::new(data));
         st.segments.push(Segment::empty(next));
         Ok(())
     }
@@ -261,8 +261,8 @@ impl ShardLog {
         st: &mut LogState,
     ) -> io::Result<(u64, u64)> {
         let seg = st.segments.remove(0);
-        ctx.files.forget((self.num, seg.base));
-        ctx.indexes.forget((self.num, seg.base));
+        ctx.files.forget((self.no.get(), seg.base));
+        ctx.indexes.forget((self.no.get(), seg.base));
         for path in [
             log_path(&self.dir, seg.base),
             index_path(&self.dir, seg.base),
@@ -357,8 +357,8 @@ impl ShardLog {
         let keep = st.segments.partition_point(|s| s.base <= to).max(1);
         while st.segments.len() > keep {
             let seg = st.segments.pop().expect("more than keep");
-            ctx.files.forget((self.num, seg.base));
-            ctx.indexes.forget((self.num, seg.base));
+            ctx.files.forget((self.no.get(), seg.base));
+            ctx.indexes.forget((self.no.get(), seg.base));
             for path in [
                 log_path(&self.dir, seg.base),
                 index_path(&self.dir, seg.base),
@@ -394,7 +394,7 @@ impl ShardLog {
         if to < base {
             // Everything in this segment goes, and the log restarts below it.
             drop(file);
-            ctx.files.forget((self.num, base));
+            ctx.files.forget((self.no.get(), base));
             fs::remove_file(&path)?;
             st.segments.pop();
             st.segments.push(Segment::empty(to));
@@ -409,7 +409,7 @@ impl ShardLog {
             seg.active = Some(scanned.indexer);
             seg.verified = scanned.verified;
         }
-        ctx.indexes.forget((self.num, base));
+        ctx.indexes.forget((self.no.get(), base));
         let _ = fs::remove_file(index_path(&self.dir, base));
         let _ = fs::remove_file(time_index_path(&self.dir, base));
         if st.durable() {
@@ -432,7 +432,7 @@ impl ShardLog {
         base: u64,
         summary: SegmentSummary,
     ) -> Result<Arc<IndexData>> {
-        let key = (self.num, base);
+        let key = (self.no.get(), base);
         if let Some(ix) = ctx.indexes.get(key) {
             return Ok(ix);
         }

@@ -18,7 +18,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
@@ -37,7 +37,7 @@ use super::sync::Syncer;
 use crate::util::{fsync_dir, write_atomic};
 use crate::{
     Appended, Bounds, Durability, Engine, EngineKind, EngineStats, Maintenance, Model, ReadChunk,
-    Result, ShardId, StorageError, StorageSpec, TimestampHit,
+    Result, ShardId, ShardNo, StorageError, StorageSpec, TimestampHit,
 };
 
 /// The dedicated-model file engine.
@@ -46,8 +46,7 @@ pub struct DedicatedEngine {
     root: PathBuf,
     ctx: Ctx,
     shards: RwLock<HashMap<ShardId, Arc<ShardLog>>>,
-    next_num: AtomicU64,
-    closed: AtomicBool,
+    next_no: AtomicU64,
     tier: Option<Arc<dyn super::RemoteTier>>,
     remote_cache: Mutex<tiering::RemoteCache>,
 }
@@ -71,8 +70,7 @@ impl DedicatedEngine {
             },
             root,
             shards: RwLock::new(HashMap::new()),
-            next_num: AtomicU64::new(0),
-            closed: AtomicBool::new(false),
+            next_no: AtomicU64::new(0),
             tier: options.tier.clone(),
             remote_cache: Mutex::new(tiering::RemoteCache::default()),
         };
@@ -139,7 +137,7 @@ impl DedicatedEngine {
             .unwrap_or(0);
         let log = ShardLog {
             id,
-            num: self.next_num.fetch_add(1, Ordering::Relaxed),
+            no: ShardNo(self.next_no.fetch_add(1, Ordering::Relaxed)),
             dir,
             state: Mutex::new(LogState {
                 spec,
@@ -262,7 +260,7 @@ impl DedicatedEngine {
         write_index_files(&log.dir, base, &scanned.indexer.data, seg.summary(), true)?;
         self.ctx
             .indexes
-            .put((log.num, base), Arc::new(scanned.indexer.data));
+            .put((log.no.get(), base), Arc::new(scanned.indexer.data));
         Ok(seg)
     }
 
@@ -287,7 +285,7 @@ impl DedicatedEngine {
     }
 
     fn live(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
+        if self.ctx.syncer.gate().is_closed() {
             return Err(StorageError::Closed);
         }
         Ok(())
@@ -309,17 +307,6 @@ fn parse_spec(text: &str) -> Result<StorageSpec> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| l.split_once('=').unwrap_or((l, "")));
     StorageSpec::from_properties(StorageSpec::default(), pairs)
-}
-
-fn check_spec(spec: &StorageSpec) -> Result<()> {
-    spec.validate()?;
-    if spec.engine != EngineKind::File || spec.model != Model::Dedicated {
-        return Err(StorageError::InvalidSpec(format!(
-            "the dedicated file engine cannot hold a shard of engine {} model {}",
-            spec.engine, spec.model
-        )));
-    }
-    Ok(())
 }
 
 fn read_summary(dir: &Path, base: u64) -> Option<format::SegmentSummary> {
@@ -355,7 +342,7 @@ impl Engine for DedicatedEngine {
     async fn create_shard(&self, id: &ShardId, spec: &StorageSpec) -> Result<()> {
         self.live()?;
         self.ctx.syncer.check()?;
-        check_spec(spec)?;
+        spec.check_held_by(EngineKind::File, Model::Dedicated)?;
         self.check_tier(spec)?;
         if self.shards.read().contains_key(id) {
             return Err(StorageError::ShardExists(id.clone()));
@@ -369,7 +356,7 @@ impl Engine for DedicatedEngine {
         }
         let log = ShardLog {
             id: id.clone(),
-            num: self.next_num.fetch_add(1, Ordering::Relaxed),
+            no: ShardNo(self.next_no.fetch_add(1, Ordering::Relaxed)),
             dir: dir.clone(),
             state: Mutex::new(LogState {
                 spec: *spec,
@@ -421,13 +408,11 @@ impl Engine for DedicatedEngine {
         let remote = {
             let mut st = log.state.lock();
             st.deleted = true;
-            self.ctx.files.forget_owner(log.num);
+            self.ctx.files.forget_owner(log.no.get());
             for seg in &st.segments {
-                self.ctx.indexes.forget((log.num, seg.base));
+                self.ctx.indexes.forget((log.no.get(), seg.base));
             }
-            let doomed = self
-                .root
-                .join(format!("{}.{}{DELETED_SUFFIX}", id, log.num));
+            let doomed = self.root.join(format!("{}.{}{DELETED_SUFFIX}", id, log.no));
             fs::rename(&log.dir, &doomed)?;
             fsync_dir(&self.root)?;
             let remote = std::mem::take(&mut st.remote);
@@ -442,7 +427,7 @@ impl Engine for DedicatedEngine {
     }
 
     async fn reconfigure(&self, id: &ShardId, spec: &StorageSpec) -> Result<()> {
-        check_spec(spec)?;
+        spec.check_held_by(EngineKind::File, Model::Dedicated)?;
         self.check_tier(spec)?;
         self.ctx.syncer.check()?;
         let log = self.shard(id)?;
@@ -558,7 +543,7 @@ impl Engine for DedicatedEngine {
     }
 
     async fn close(&self) -> Result<()> {
-        if self.closed.swap(true, Ordering::AcqRel) {
+        if !self.ctx.syncer.gate().close() {
             return Err(StorageError::Closed);
         }
         let logs: Vec<_> = self.shards.read().values().cloned().collect();

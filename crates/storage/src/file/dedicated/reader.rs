@@ -5,17 +5,21 @@
 //! memory — so damage is reported with file and position instead of being sent to a consumer.
 
 use std::borrow::Cow;
+use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 
+use super::format::SegmentSummary;
 use super::format::log_path;
 use super::log::{Ctx, ShardLog, header_at};
 use super::recovery::{check_batch, check_header};
 use super::segment::{IndexData, OffsetEntry, floor, floor_position};
+use crate::file::ranges::RangeSet;
 use crate::util::first_record_at_or_after;
-use crate::{FileRegion, Piece, ReadChunk, Result, StorageError, TimestampHit};
+use crate::{Bounds, FileRegion, Piece, ReadChunk, Result, StorageError, TimestampHit};
 
 /// Index entries to search: a copy of part of the active segment's, or a closed segment's.
 enum Entries {
@@ -26,57 +30,37 @@ enum Entries {
 /// How many entries past the start a read copies out of the active segment's index.
 const COPY_ENTRIES: usize = 4096;
 
+/// The segment a read starts in, as seen under the shard's lock.
+struct Start {
+    base: u64,
+    size: u64,
+    summary: SegmentSummary,
+    entries: Entries,
+    verified: RangeSet,
+    bounds: Bounds,
+    file: Arc<File>,
+}
+
+/// The byte range of whole batches a read serves from one segment.
+struct Extent {
+    start: u64,
+    end: u64,
+    /// Base offset of the first batch.
+    first: u64,
+}
+
 impl ShardLog {
     /// Whole batches from the one holding `from`, within `max_bytes` (at least one batch).
     pub(super) fn read(&self, ctx: &Ctx, from: u64, max_bytes: usize) -> Result<ReadChunk> {
-        let (base, size, summary, entries, verified, bounds, file) = {
-            let st = self.lock_live()?;
-            let bounds = st.bounds();
-            if from < st.log_start || from > bounds.next_offset {
-                return Err(self.out_of_range(&st, from));
-            }
-            if from == bounds.next_offset {
-                return Ok(ReadChunk {
-                    bounds,
-                    ..ReadChunk::default()
-                });
-            }
-            let mut i = st
-                .segments
-                .partition_point(|s| s.base <= from)
-                .saturating_sub(1);
-            while st.segments[i].next <= from {
-                i += 1;
-            }
-            let seg = &st.segments[i];
-            let entries = match &seg.active {
-                Some(ix) => {
-                    let offsets = &ix.data.offsets;
-                    let first = offsets
-                        .partition_point(|e| u64::from(e.rel) + seg.base <= from)
-                        .saturating_sub(1);
-                    let last = (first + COPY_ENTRIES).min(offsets.len());
-                    Entries::Copied(offsets[first..last].to_vec())
-                }
-                None => Entries::Closed,
-            };
-            // The file is opened while the lock keeps retention from deleting it.
-            let file = self.open_segment(ctx, seg.base, false)?;
-            (
-                seg.base,
-                seg.size,
-                seg.summary(),
-                entries,
-                seg.verified.clone(),
-                bounds,
-                file,
-            )
+        let at = match self.start(ctx, from)? {
+            Ok(at) => at,
+            Err(end) => return Ok(end),
         };
         let closed: Arc<IndexData>;
-        let entries: Cow<'_, [OffsetEntry]> = match entries {
-            Entries::Copied(v) => Cow::Owned(v),
+        let entries: Cow<'_, [OffsetEntry]> = match at.entries {
+            Entries::Copied(ref v) => Cow::Borrowed(v),
             Entries::Closed => {
-                closed = match self.closed_index(ctx, base, summary) {
+                closed = match self.closed_index(ctx, at.base, at.summary) {
                     Ok(ix) => ix,
                     // Retention deleted the segment (and its index files) after the lock was
                     // released: the offset is gone now, or the read is planned again.
@@ -93,77 +77,94 @@ impl ShardLog {
                 Cow::Borrowed(&closed.offsets)
             }
         };
-        let path = log_path(&self.dir, base);
+        let path = log_path(&self.dir, at.base);
+        let extent = extent(&at, &path, &entries, from, max_bytes)?;
+        self.serve(&at, &path, &extent)
+    }
 
-        // The batch holding `from`: from the index entry at or before it, walk headers.
-        let start = floor(&entries, (from - base) as u32);
-        let (mut pos, mut expected) = (u64::from(start.pos), base + u64::from(start.rel));
-        let first = loop {
-            let info = header_at(&file, &path, pos, size, expected)?;
-            if info.last >= from {
-                break info;
-            }
-            pos += info.len;
-            expected = info.last + 1;
-        };
-        let start_pos = pos;
-
-        // Then whole batches up to the budget: jump to the last index entry inside it, and walk
-        // headers from there.
-        let limit = start_pos + max_bytes as u64;
-        let mut end = start_pos + first.len;
-        let mut expected = first.last + 1;
-        if end < limit {
-            if let Some(e) = floor_position(&entries, limit.min(size))
-                && u64::from(e.pos) > end
-            {
-                end = u64::from(e.pos);
-                expected = base + u64::from(e.rel);
-            }
-            while end < size {
-                match header_at(&file, &path, end, size, expected) {
-                    Ok(info) if end + info.len <= limit => {
-                        end += info.len;
-                        expected = info.last + 1;
-                    }
-                    _ => break,
-                }
-            }
+    /// Under the lock: the segment holding `from` and what a read needs of it, or the empty
+    /// chunk of a read at the end of the log.
+    fn start(&self, ctx: &Ctx, from: u64) -> Result<Result<Start, ReadChunk>> {
+        let st = self.lock_live()?;
+        let bounds = st.bounds();
+        if from < st.log_start || from > bounds.next_offset {
+            return Err(self.out_of_range(&st, from));
         }
-
-        let mut chunk = ReadChunk {
+        if from == bounds.next_offset {
+            return Ok(Err(ReadChunk {
+                bounds,
+                ..ReadChunk::default()
+            }));
+        }
+        let mut i = st
+            .segments
+            .partition_point(|s| s.base <= from)
+            .saturating_sub(1);
+        while st.segments[i].next <= from {
+            i += 1;
+        }
+        let seg = &st.segments[i];
+        let entries = match &seg.active {
+            Some(ix) => {
+                let offsets = &ix.data.offsets;
+                let first = offsets
+                    .partition_point(|e| u64::from(e.rel) + seg.base <= from)
+                    .saturating_sub(1);
+                let last = (first + COPY_ENTRIES).min(offsets.len());
+                Entries::Copied(offsets[first..last].to_vec())
+            }
+            None => Entries::Closed,
+        };
+        // The file is opened while the lock keeps retention from deleting it.
+        let file = self.open_segment(ctx, seg.base, false)?;
+        Ok(Ok(Start {
+            base: seg.base,
+            size: seg.size,
+            summary: seg.summary(),
+            entries,
+            verified: seg.verified.clone(),
             bounds,
+            file,
+        }))
+    }
+
+    /// The bytes of an extent: a file region if they were checked before, else read, checked
+    /// batch by batch (a damaged first batch is corruption; the read stops before a later one).
+    fn serve(&self, at: &Start, path: &Path, extent: &Extent) -> Result<ReadChunk> {
+        let mut chunk = ReadChunk {
+            bounds: at.bounds,
             ..ReadChunk::default()
         };
+        let (start_pos, end) = (extent.start, extent.end);
         let len = (end - start_pos) as usize;
-        if verified.contains(start_pos, end) {
+        if at.verified.contains(start_pos, end) {
             chunk.push(Piece::File(FileRegion {
-                file,
+                file: at.file.clone(),
                 offset: start_pos,
                 len,
             }));
             return Ok(chunk);
         }
         let mut buf = BytesMut::zeroed(len);
-        file.read_exact_at(&mut buf, start_pos)?;
-        let mut at = 0usize;
-        let mut expected = first.base;
-        while at < len {
-            let checked = check_header(&buf[at..], (len - at) as u64, expected)
-                .and_then(|h| check_batch(&buf[at..at + h.len as usize], expected));
+        at.file.read_exact_at(&mut buf, start_pos)?;
+        let mut pos = 0usize;
+        let mut expected = extent.first;
+        while pos < len {
+            let checked = check_header(&buf[pos..], (len - pos) as u64, expected)
+                .and_then(|h| check_batch(&buf[pos..pos + h.len as usize], expected));
             match checked {
                 Ok(info) => {
-                    at += info.len as usize;
+                    pos += info.len as usize;
                     expected = info.last + 1;
                 }
-                Err(reason) if at == 0 => {
-                    return Err(StorageError::corruption(&path, start_pos, reason));
+                Err(reason) if pos == 0 => {
+                    return Err(StorageError::corruption(path, start_pos, reason));
                 }
                 Err(_) => break,
             }
         }
-        self.mark_verified(base, start_pos, start_pos + at as u64);
-        chunk.push(Piece::Bytes(buf.freeze().slice(..at)));
+        self.mark_verified(at.base, start_pos, start_pos + pos as u64);
+        chunk.push(Piece::Bytes(buf.freeze().slice(..pos)));
         Ok(chunk)
     }
 
@@ -224,6 +225,55 @@ impl ShardLog {
         }
         Ok(None)
     }
+}
+
+/// Where a read's whole batches lie: from the batch holding `from` (found by walking headers
+/// from the index entry at or before it) up to the budget (jumping to the last index entry
+/// inside it, then walking headers), at least one batch.
+fn extent(
+    at: &Start,
+    path: &Path,
+    entries: &[OffsetEntry],
+    from: u64,
+    max_bytes: usize,
+) -> Result<Extent> {
+    let (file, base, size) = (&*at.file, at.base, at.size);
+    let start = floor(entries, (from - base) as u32);
+    let (mut pos, mut expected) = (u64::from(start.pos), base + u64::from(start.rel));
+    let first = loop {
+        let info = header_at(file, path, pos, size, expected)?;
+        if info.last >= from {
+            break info;
+        }
+        pos += info.len;
+        expected = info.last + 1;
+    };
+    let start_pos = pos;
+    let limit = start_pos + max_bytes as u64;
+    let mut end = start_pos + first.len;
+    let mut expected = first.last + 1;
+    if end < limit {
+        if let Some(e) = floor_position(entries, limit.min(size))
+            && u64::from(e.pos) > end
+        {
+            end = u64::from(e.pos);
+            expected = base + u64::from(e.rel);
+        }
+        while end < size {
+            match header_at(file, path, end, size, expected) {
+                Ok(info) if end + info.len <= limit => {
+                    end += info.len;
+                    expected = info.last + 1;
+                }
+                _ => break,
+            }
+        }
+    }
+    Ok(Extent {
+        start: start_pos,
+        end,
+        first: first.base,
+    })
 }
 
 /// The later of: where the time index says to start, and the batch holding the log start.

@@ -314,7 +314,7 @@ async fn remote_index(
     log: &ShardLog,
     seg: &RemoteSeg,
 ) -> Result<Arc<IndexData>> {
-    if let Some(ix) = cache.lock().indexes.get(&(log.num, seg.base)) {
+    if let Some(ix) = cache.lock().indexes.get(&(log.no.get(), seg.base)) {
         return Ok(ix.clone());
     }
     let offsets = tier.read(&key(&log.id, seg.base, "index"), None).await?;
@@ -333,7 +333,7 @@ async fn remote_index(
     if c.indexes.len() > 4096 {
         c.indexes.clear();
     }
-    c.indexes.insert((log.num, seg.base), data.clone());
+    c.indexes.insert((log.no.get(), seg.base), data.clone());
     Ok(data)
 }
 
@@ -348,7 +348,7 @@ async fn bytes_at(
     want: u64,
 ) -> Result<Bytes> {
     let end = seg.size.min(start + want);
-    if let Some((base, at, bytes)) = cache.lock().chunks.get(&log.num)
+    if let Some((base, at, bytes)) = cache.lock().chunks.get(&log.no.get())
         && *base == seg.base
         && *at <= start
         && at + bytes.len() as u64 >= end
@@ -362,7 +362,7 @@ async fn bytes_at(
     cache
         .lock()
         .chunks
-        .insert(log.num, (seg.base, start, bytes.clone()));
+        .insert(log.no.get(), (seg.base, start, bytes.clone()));
     Ok(bytes)
 }
 

@@ -1,9 +1,9 @@
 //! Checkpoints: index runs for the entries appended since the last one, and the whole shard
 //! table, so that recovery replays only the journal written after the checkpoint.
 //!
-//! `checkpoint := magic(4) version(1) 0(3) replay_seq(u32) replay_pos(u64) next_num(u32)
+//! `checkpoint := magic(4) version(1) 0(3) replay_seq(u32) replay_pos(u64) next_no(u32)
 //!  next_run(u32) spec_count(u32) shard_count(u32) spec* shard* crc(u32)`;
-//! `spec := len(u16) properties`; `shard := num(u32) topic_len(u16) topic partition(u32)
+//! `spec := len(u16) properties`; `shard := no(u32) topic_len(u16) topic partition(u32)
 //!  spec(u32) log_start(u64) next(u64) size(u64) run_count(u32) runref*`;
 //! `runref := first(u64) last(u64) max_ts(i64) bytes(u64) run(u32) pos(u32) count(u32)
 //!  min_file(u32) crc(u32)`; `crc` is CRC-32C over everything before it.
@@ -13,12 +13,14 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::format::{CHECKPOINT, ENTRY_LEN, decode_entry, encode_entry, journal_path, run_path};
+use super::format::{
+    CHECKPOINT, ENTRY_LEN, decode_entry, encode_entry, journal_path, run_path, wire,
+};
 use super::journal;
 use super::state::{Entry, RunRef, ShardState, Table};
 use super::{Ctx, Inner};
 use crate::util::{fsync_dir, write_atomic};
-use crate::{Result, ShardId, StorageError, StorageSpec};
+use crate::{Result, ShardId, ShardNo, StorageError, StorageSpec};
 
 const MAGIC: &[u8; 4] = b"SCKP";
 const VERSION: u8 = 1;
@@ -98,15 +100,15 @@ impl Inner {
         let started = std::time::Instant::now();
         let run = self.next_run;
         let mut buf = Vec::new();
-        let mut updates: Vec<(u32, Vec<RunRef>)> = Vec::new();
-        let nums: Vec<u32> = self
+        let mut updates: Vec<(ShardNo, Vec<RunRef>)> = Vec::new();
+        let nums: Vec<ShardNo> = self
             .table
             .live()
             .filter(|(_, s)| !s.tail.is_empty() || s.runs.len() > MAX_RUNS)
             .map(|(n, _)| n)
             .collect();
-        for num in nums {
-            let shard = self.table.get(num).expect("live shard");
+        for no in nums {
+            let shard = self.table.get(no).expect("live shard");
             let mut runs = shard.runs.clone();
             let live: Vec<Entry> = shard
                 .tail
@@ -139,7 +141,7 @@ impl Inner {
                 let r = block(&merged, run, pos, &mut buf);
                 runs.splice(i..=i + 1, [r]);
             }
-            updates.push((num, runs));
+            updates.push((no, runs));
         }
         let run_path = if buf.is_empty() {
             None
@@ -150,13 +152,13 @@ impl Inner {
             self.next_run += 1;
             Some(path)
         };
-        for (num, runs) in updates {
+        for (no, runs) in updates {
             for r in &runs {
                 if r.run == run {
                     *self.table.run_refs.entry(run).or_default() += 1;
                 }
             }
-            let shard = self.table.get_mut(num).expect("live shard");
+            let shard = self.table.get_mut(no).expect("live shard");
             let old = std::mem::replace(&mut shard.runs, runs);
             shard.tail = Vec::new();
             let kept: Vec<RunRef> = shard.runs.clone();
@@ -279,7 +281,7 @@ fn encode(table: &Table, replay_from: (u32, u64), next_run: u32, mut out: Vec<u8
     out.extend_from_slice(&[VERSION, 0, 0, 0]);
     put_u32(&mut out, replay_from.0);
     put_u64(&mut out, replay_from.1);
-    put_u32(&mut out, table.next_num());
+    put_u32(&mut out, wire(table.next_no()));
     put_u32(&mut out, next_run);
     put_u32(&mut out, table.specs.len() as u32);
     put_u32(&mut out, live as u32);
@@ -288,8 +290,8 @@ fn encode(table: &Table, replay_from: (u32, u64), next_run: u32, mut out: Vec<u8
         put_u16(&mut out, text.len() as u16);
         out.extend_from_slice(text.as_bytes());
     }
-    for (num, s) in table.live() {
-        put_u32(&mut out, num);
+    for (no, s) in table.live() {
+        put_u32(&mut out, wire(no));
         put_u16(&mut out, s.id.topic().len() as u16);
         out.extend_from_slice(s.id.topic().as_bytes());
         put_u32(&mut out, s.id.partition());
@@ -364,7 +366,7 @@ pub(super) fn load(root: &Path) -> Result<Option<Restored>> {
 
 fn decode(c: &mut Cursor<'_>) -> Option<Result<Restored>> {
     let replay_from = (c.u32()?, c.u64()?);
-    let next_num = c.u32()?;
+    let next_no = c.u32()?;
     let next_run = c.u32()?;
     let spec_count = c.u32()? as usize;
     let shard_count = c.u32()? as usize;
@@ -377,10 +379,10 @@ fn decode(c: &mut Cursor<'_>) -> Option<Result<Restored>> {
             Err(e) => return Some(Err(e)),
         }
     }
-    table.slots.resize_with(next_num as usize, || None);
+    table.slots.resize_with(next_no as usize, || None);
     let mut topics: HashMap<String, Arc<str>> = HashMap::new();
     for _ in 0..shard_count {
-        let num = c.u32()?;
+        let no = ShardNo::from(c.u32()?);
         let len = c.u16()? as usize;
         let topic = std::str::from_utf8(c.take(len)?).ok()?;
         let topic = topics
@@ -397,7 +399,10 @@ fn decode(c: &mut Cursor<'_>) -> Option<Result<Restored>> {
         s.next = c.u64()?;
         s.size = c.u64()?;
         let runs = c.u32()? as usize;
-        if runs > MAX_RUNS + 1 || num >= next_num || s.spec as usize >= table.specs.len() {
+        if runs > MAX_RUNS + 1
+            || no.get() >= u64::from(next_no)
+            || s.spec as usize >= table.specs.len()
+        {
             return None;
         }
         for _ in 0..runs {
@@ -413,7 +418,7 @@ fn decode(c: &mut Cursor<'_>) -> Option<Result<Restored>> {
                 crc: c.u32()?,
             });
         }
-        table.insert(num, s);
+        table.insert(no, s);
     }
     Some(Ok(Restored {
         table,

@@ -20,6 +20,7 @@
 use std::path::{Path, PathBuf};
 
 use super::state::Entry;
+use crate::ShardNo;
 
 pub(super) const JOURNAL_DIR: &str = "journal";
 pub(super) const INDEX_DIR: &str = "index";
@@ -68,6 +69,12 @@ pub(super) fn run_path(root: &Path, seq: u32) -> PathBuf {
     root.join(INDEX_DIR).join(format!("{seq:020}.run"))
 }
 
+/// A shard number as the journal and checkpoints store it: four bytes. The shared model's
+/// numbers are slots of its shard table (its length at creation), so they fit.
+pub(super) fn wire(no: ShardNo) -> u32 {
+    u32::try_from(no.get()).expect("shared-model shard numbers fit four bytes")
+}
+
 /// Parses `<seq:020>.<ext>`.
 pub(super) fn parse_seq(name: &str, ext: &str) -> Option<u32> {
     let seq = name.strip_suffix(ext)?.strip_suffix('.')?;
@@ -77,14 +84,14 @@ pub(super) fn parse_seq(name: &str, ext: &str) -> Option<u32> {
 /// The 13-byte header of a record whose checksummed body bytes are `covered` (in pieces).
 pub(super) fn record_header(
     kind: Kind,
-    shard: u32,
+    shard: ShardNo,
     body_len: usize,
     covered: &[&[u8]],
 ) -> [u8; RECORD_HEADER] {
     let mut h = [0u8; RECORD_HEADER];
     h[0..4].copy_from_slice(&((body_len + 5) as u32).to_le_bytes());
     h[8] = kind as u8;
-    h[9..13].copy_from_slice(&shard.to_le_bytes());
+    h[9..13].copy_from_slice(&wire(shard).to_le_bytes());
     let crc = covered.iter().fold(crc32c::crc32c(&h[8..13]), |c, p| {
         crc32c::crc32c_append(c, p)
     });
@@ -96,7 +103,7 @@ pub(super) fn record_header(
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Header {
     pub kind: Kind,
-    pub shard: u32,
+    pub shard: ShardNo,
     pub body_len: usize,
     pub crc: u32,
 }
@@ -110,7 +117,7 @@ pub(super) fn parse_header(h: &[u8]) -> Option<Header> {
     }
     Some(Header {
         kind: Kind::from_u8(h[8])?,
-        shard: u32::from_le_bytes(h[9..13].try_into().ok()?),
+        shard: ShardNo::from(u32::from_le_bytes(h[9..13].try_into().ok()?)),
         body_len,
         crc: u32::from_le_bytes(h[4..8].try_into().ok()?),
     })
@@ -164,9 +171,17 @@ mod tests {
     #[test]
     fn header_round_trip() {
         let body = b"0123456789012345678901234567890";
-        let h = record_header(Kind::Batch, 7, body.len(), &[&body[..10], &body[10..21]]);
+        let h = record_header(
+            Kind::Batch,
+            ShardNo(7),
+            body.len(),
+            &[&body[..10], &body[10..21]],
+        );
         let p = parse_header(&h).unwrap();
-        assert_eq!((p.kind, p.shard, p.body_len), (Kind::Batch, 7, body.len()));
+        assert_eq!(
+            (p.kind, p.shard, p.body_len),
+            (Kind::Batch, ShardNo(7), body.len())
+        );
         assert!(header_crc_ok(&h, &p, &body[..21]));
         let mut bad = h;
         bad[10] ^= 1;

@@ -15,7 +15,7 @@ use super::format::{Kind, journal_path};
 use super::journal;
 use super::state::Entry;
 use super::{Ctx, Inner};
-use crate::Result;
+use crate::{Result, ShardNo};
 
 impl Inner {
     /// Moves every shard's log start forward as its retention asks; returns bytes dropped.
@@ -23,20 +23,20 @@ impl Inner {
     /// next pass drops the same batches again.
     pub(super) fn apply_retention(&mut self, ctx: &Ctx, now_ms: i64) -> Result<u64> {
         let mut dropped = 0;
-        let nums: Vec<u32> = self.table.live().map(|(n, _)| n).collect();
-        for num in nums {
-            if let Some(start) = self.retention_point(ctx, num, now_ms)? {
-                let before = self.table.get(num).map_or(0, |s| s.size);
-                self.apply_trim(ctx, num, start)?;
-                dropped += before - self.table.get(num).map_or(0, |s| s.size);
+        let nums: Vec<ShardNo> = self.table.live().map(|(n, _)| n).collect();
+        for no in nums {
+            if let Some(start) = self.retention_point(ctx, no, now_ms)? {
+                let before = self.table.get(no).map_or(0, |s| s.size);
+                self.apply_trim(ctx, no, start)?;
+                dropped += before - self.table.get(no).map_or(0, |s| s.size);
             }
         }
         Ok(dropped)
     }
 
     /// The log start that retention asks for, if it is past the current one.
-    fn retention_point(&self, ctx: &Ctx, num: u32, now_ms: i64) -> Result<Option<u64>> {
-        let s = self.table.get(num).expect("live shard");
+    fn retention_point(&self, ctx: &Ctx, no: ShardNo, now_ms: i64) -> Result<Option<u64>> {
+        let s = self.table.get(no).expect("live shard");
         let retention = self.table.specs[s.spec as usize].retention;
         if retention.ms.is_none() && retention.bytes.is_none() {
             return Ok(None);
@@ -112,18 +112,20 @@ impl Inner {
     /// Copies every live batch in journal files up to `victim` to the journal head; returns
     /// bytes copied.
     pub(super) fn relocate(&mut self, ctx: &Ctx, victim: u32) -> Result<u64> {
-        let nums: Vec<u32> = self
+        let nums: Vec<ShardNo> = self
             .table
             .live()
             .filter(|(_, s)| s.min_file().is_some_and(|f| f <= victim))
             .map(|(n, _)| n)
             .collect();
         let mut copied = 0u64;
-        for num in nums {
-            match self.relocate_shard(ctx, num, victim) {
+        for no in nums {
+            match self.relocate_shard(ctx, no, victim) {
                 Ok(n) => copied += n,
                 // One shard's unreadable index must not stop the others' relocation.
-                Err(e) => tracing::error!(shard = num, error = %e, "relocation of a shard failed"),
+                Err(e) => {
+                    tracing::error!(shard = no.get(), error = %e, "relocation of a shard failed")
+                }
             }
         }
         tracing::info!(
@@ -135,8 +137,8 @@ impl Inner {
     }
 
     /// Copies one shard's live batches in journal files up to `victim` to the head.
-    fn relocate_shard(&mut self, ctx: &Ctx, num: u32, victim: u32) -> Result<u64> {
-        let s = self.table.get(num).expect("live shard");
+    fn relocate_shard(&mut self, ctx: &Ctx, no: ShardNo, victim: u32) -> Result<u64> {
+        let s = self.table.get(no).expect("live shard");
         let log_start = s.log_start;
         let mut entries: Vec<Entry> = Vec::new();
         for r in &s.runs {
@@ -166,7 +168,7 @@ impl Inner {
             let w = self.writer.append(
                 &ctx.root,
                 Kind::Batch,
-                num,
+                no,
                 &[&batch],
                 &[&batch[..super::format::BATCH_COVERED]],
             )?;
@@ -174,7 +176,7 @@ impl Inner {
             e.pos = w.body_pos as u32;
             copied += u64::from(e.len);
         }
-        let s = self.table.get_mut(num).expect("live shard");
+        let s = self.table.get_mut(no).expect("live shard");
         let released: Vec<u32> = s.runs.drain(..).map(|r| r.run).collect();
         s.tail = entries;
         s.size -= lost;

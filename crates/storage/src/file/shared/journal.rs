@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::format::{Kind, MAX_JOURNAL_FILE, RECORD_HEADER, journal_path, record_header};
-use crate::Result;
 use crate::file::io::write_all_at;
 use crate::util::fsync_dir;
+use crate::{Result, ShardNo};
 
 /// The file being appended to.
 #[derive(Debug)]
@@ -49,7 +49,7 @@ impl Writer {
         &mut self,
         root: &Path,
         kind: Kind,
-        shard: u32,
+        shard: ShardNo,
         parts: &[&[u8]],
         covered: &[&[u8]],
     ) -> Result<Written> {

@@ -42,7 +42,7 @@ use super::sync::{Syncer, Ticket};
 use crate::engine::check_batch_size;
 use crate::{
     Appended, Bounds, Durability, Engine, EngineKind, EngineStats, Maintenance, Model, ReadChunk,
-    Result, ShardId, StorageError, StorageSpec, TimestampHit,
+    Result, ShardId, ShardNo, StorageError, StorageSpec, TimestampHit,
 };
 
 /// File-cache owner of journal files.
@@ -161,17 +161,6 @@ impl Drop for SharedEngine {
     }
 }
 
-fn check_spec(spec: &StorageSpec) -> Result<()> {
-    spec.validate()?;
-    if spec.engine != EngineKind::File || spec.model != Model::Shared {
-        return Err(StorageError::InvalidSpec(format!(
-            "the shared file engine cannot hold a shard of engine {} model {}",
-            spec.engine, spec.model
-        )));
-    }
-    Ok(())
-}
-
 impl SharedEngine {
     /// Opens (and recovers) the engine rooted at `root`, creating it if needed.
     pub fn open(root: impl AsRef<Path>, options: FileOptions) -> Result<Self> {
@@ -278,14 +267,14 @@ impl Inner {
                 .max(4 * self.last_checkpoint_bytes)
     }
 
-    fn num(&self, id: &ShardId) -> Result<u32> {
+    fn no(&self, id: &ShardId) -> Result<ShardNo> {
         self.table
-            .num(id)
+            .no(id)
             .ok_or_else(|| StorageError::ShardNotFound(id.clone()))
     }
 
-    fn spec_of(&self, num: u32) -> StorageSpec {
-        let s = self.table.get(num).expect("live shard");
+    fn spec_of(&self, no: ShardNo) -> StorageSpec {
+        let s = self.table.get(no).expect("live shard");
         self.table.specs[s.spec as usize]
     }
 }
@@ -301,11 +290,11 @@ impl Engine for SharedEngine {
     }
 
     async fn create_shard(&self, id: &ShardId, spec: &StorageSpec) -> Result<()> {
-        check_spec(spec)?;
+        spec.check_held_by(EngineKind::File, Model::Shared)?;
         self.ctx.syncer.check()?;
         let ticket = {
             let mut g = self.lock()?;
-            if g.table.num(id).is_some() {
+            if g.table.no(id).is_some() {
                 return Err(StorageError::ShardExists(id.clone()));
             }
             g.create(&self.ctx, id, spec)?;
@@ -318,24 +307,24 @@ impl Engine for SharedEngine {
         self.ctx.syncer.check()?;
         let ticket = {
             let mut g = self.lock()?;
-            let num = g.num(id)?;
-            let spec = g.spec_of(num);
-            g.record(&self.ctx, Kind::Delete, num, &[])?;
-            g.table.remove(num);
+            let no = g.no(id)?;
+            let spec = g.spec_of(no);
+            g.record(&self.ctx, Kind::Delete, no, &[])?;
+            g.table.remove(no);
             self.ctx.ticket(spec.durability, &g.writer.file)
         };
         self.ctx.wait(ticket).await
     }
 
     async fn reconfigure(&self, id: &ShardId, spec: &StorageSpec) -> Result<()> {
-        check_spec(spec)?;
+        spec.check_held_by(EngineKind::File, Model::Shared)?;
         self.ctx.syncer.check()?;
         let ticket = {
             let mut g = self.lock()?;
-            let num = g.num(id)?;
-            g.record(&self.ctx, Kind::Spec, num, &checkpoint::encode_spec(spec))?;
+            let no = g.no(id)?;
+            g.record(&self.ctx, Kind::Spec, no, &checkpoint::encode_spec(spec))?;
             let idx = g.table.intern(*spec);
-            g.table.get_mut(num).expect("live shard").spec = idx;
+            g.table.get_mut(no).expect("live shard").spec = idx;
             self.ctx.ticket(spec.durability, &g.writer.file)
         };
         self.ctx.wait(ticket).await
@@ -354,9 +343,9 @@ impl Engine for SharedEngine {
         let (appended, ticket) = {
             let mut g = self.lock()?;
             self.ctx.syncer.check()?;
-            let num = g.num(id)?;
-            let appended = g.append(&self.ctx, num, &batch)?;
-            let ticket = self.ctx.ticket(g.spec_of(num).durability, &g.writer.file);
+            let no = g.no(id)?;
+            let appended = g.append(&self.ctx, no, &batch)?;
+            let ticket = self.ctx.ticket(g.spec_of(no).durability, &g.writer.file);
             self.checkpoint_in_background(&mut g)?;
             (appended, ticket)
         };
@@ -370,8 +359,8 @@ impl Engine for SharedEngine {
 
     async fn bounds(&self, id: &ShardId) -> Result<Bounds> {
         let g = self.lock()?;
-        let num = g.num(id)?;
-        Ok(g.table.get(num).expect("live shard").bounds())
+        let no = g.no(id)?;
+        Ok(g.table.get(no).expect("live shard").bounds())
     }
 
     async fn offset_for_timestamp(&self, id: &ShardId, ts: i64) -> Result<Option<TimestampHit>> {
@@ -382,8 +371,8 @@ impl Engine for SharedEngine {
         self.ctx.syncer.check()?;
         let (bounds, ticket) = {
             let mut g = self.lock()?;
-            let num = g.num(id)?;
-            let b = g.table.get(num).expect("live shard").bounds();
+            let no = g.no(id)?;
+            let b = g.table.get(no).expect("live shard").bounds();
             if before > b.next_offset {
                 return Err(StorageError::OffsetOutOfRange {
                     shard: id.clone(),
@@ -395,11 +384,11 @@ impl Engine for SharedEngine {
             if before <= b.log_start {
                 return Ok(b);
             }
-            g.record(&self.ctx, Kind::Trim, num, &before.to_le_bytes())?;
-            g.apply_trim(&self.ctx, num, before)?;
-            let spec = g.spec_of(num);
+            g.record(&self.ctx, Kind::Trim, no, &before.to_le_bytes())?;
+            g.apply_trim(&self.ctx, no, before)?;
+            let spec = g.spec_of(no);
             let ticket = self.ctx.ticket(spec.durability, &g.writer.file);
-            (g.table.get(num).expect("live shard").bounds(), ticket)
+            (g.table.get(no).expect("live shard").bounds(), ticket)
         };
         self.ctx.wait(ticket).await?;
         Ok(bounds)
@@ -409,16 +398,16 @@ impl Engine for SharedEngine {
         self.ctx.syncer.check()?;
         let (bounds, ticket) = {
             let mut g = self.lock()?;
-            let num = g.num(id)?;
-            let b = g.table.get(num).expect("live shard").bounds();
+            let no = g.no(id)?;
+            let b = g.table.get(no).expect("live shard").bounds();
             if to >= b.next_offset {
                 return Ok(b);
             }
-            g.record(&self.ctx, Kind::Truncate, num, &to.to_le_bytes())?;
-            g.apply_truncate(&self.ctx, num, to)?;
-            let spec = g.spec_of(num);
+            g.record(&self.ctx, Kind::Truncate, no, &to.to_le_bytes())?;
+            g.apply_truncate(&self.ctx, no, to)?;
+            let spec = g.spec_of(no);
             let ticket = self.ctx.ticket(spec.durability, &g.writer.file);
-            (g.table.get(num).expect("live shard").bounds(), ticket)
+            (g.table.get(no).expect("live shard").bounds(), ticket)
         };
         self.ctx.wait(ticket).await?;
         Ok(bounds)

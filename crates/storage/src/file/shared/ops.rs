@@ -7,7 +7,7 @@ use super::format::{Kind, RECORD_HEADER};
 use super::journal::Written;
 use super::state::{Entry, ShardState};
 use super::{Ctx, Inner};
-use crate::{Appended, LEADER_EPOCH, Result, ShardId, StorageSpec};
+use crate::{Appended, LEADER_EPOCH, Result, ShardId, ShardNo, StorageSpec};
 
 /// `create := partition(u32) topic_len(u16) topic spec_properties`
 pub(super) fn encode_create(id: &ShardId, spec: &StorageSpec) -> Vec<u8> {
@@ -25,31 +25,36 @@ impl Inner {
         &mut self,
         ctx: &Ctx,
         kind: Kind,
-        num: u32,
+        no: ShardNo,
         body: &[u8],
     ) -> Result<Written> {
-        let w = self.writer.append(&ctx.root, kind, num, &[body], &[body])?;
+        let w = self.writer.append(&ctx.root, kind, no, &[body], &[body])?;
         self.since_checkpoint += (RECORD_HEADER + body.len()) as u64;
         Ok(w)
     }
 
-    pub(super) fn create(&mut self, ctx: &Ctx, id: &ShardId, spec: &StorageSpec) -> Result<u32> {
-        let num = self.table.next_num();
-        self.record(ctx, Kind::Create, num, &encode_create(id, spec))?;
+    pub(super) fn create(
+        &mut self,
+        ctx: &Ctx,
+        id: &ShardId,
+        spec: &StorageSpec,
+    ) -> Result<ShardNo> {
+        let no = self.table.next_no();
+        self.record(ctx, Kind::Create, no, &encode_create(id, spec))?;
         let idx = self.table.intern(*spec);
-        self.table.insert(num, ShardState::new(id.clone(), idx, 0));
-        Ok(num)
+        self.table.insert(no, ShardState::new(id.clone(), idx, 0));
+        Ok(no)
     }
 
-    /// Appends a batch record for shard `num` and indexes it.
-    pub(super) fn append(&mut self, ctx: &Ctx, num: u32, batch: &Batch) -> Result<Appended> {
-        let base = self.table.get(num).expect("live shard").next;
+    /// Appends a batch record for shard `no` and indexes it.
+    pub(super) fn append(&mut self, ctx: &Ctx, no: ShardNo, batch: &Batch) -> Result<Appended> {
+        let base = self.table.get(no).expect("live shard").next;
         let bytes = batch.as_bytes();
         let prefix = batch.rewritten_prefix(base as i64, LEADER_EPOCH);
         let w = self.writer.append(
             &ctx.root,
             Kind::Batch,
-            num,
+            no,
             &[&prefix, &bytes[16..]],
             &[&prefix, &bytes[16..super::format::BATCH_COVERED]],
         )?;
@@ -62,8 +67,8 @@ impl Inner {
             pos: w.body_pos as u32,
             len: bytes.len() as u32,
         };
-        self.push_entry(num, entry);
-        let s = self.table.get(num).expect("live shard");
+        self.push_entry(no, entry);
+        let s = self.table.get(no).expect("live shard");
         Ok(Appended {
             base_offset: base,
             last_offset: entry.last(),
@@ -74,8 +79,8 @@ impl Inner {
     /// Indexes a batch at the shard's end. Replay passes every batch record it finds: copies
     /// of batches already indexed (relocations) are skipped, and a gap (records lost to damage)
     /// becomes a hole that reads report.
-    pub(super) fn push_entry(&mut self, num: u32, entry: Entry) {
-        let Some(s) = self.table.get_mut(num) else {
+    pub(super) fn push_entry(&mut self, no: ShardNo, entry: Entry) {
+        let Some(s) = self.table.get_mut(no) else {
             return;
         };
         if entry.base < s.next {
@@ -99,9 +104,9 @@ impl Inner {
         s.size += u64::from(entry.len);
     }
 
-    /// Moves the log start of shard `num` forward to `before` (≤ next offset).
-    pub(super) fn apply_trim(&mut self, ctx: &Ctx, num: u32, before: u64) -> Result<()> {
-        let Some(s) = self.table.get_mut(num) else {
+    /// Moves the log start of shard `no` forward to `before` (≤ next offset).
+    pub(super) fn apply_trim(&mut self, ctx: &Ctx, no: ShardNo, before: u64) -> Result<()> {
+        let Some(s) = self.table.get_mut(no) else {
             return Ok(());
         };
         let old = s.log_start;
@@ -142,9 +147,9 @@ impl Inner {
         Ok(())
     }
 
-    /// Removes every batch of shard `num` holding an offset at or after `to`.
-    pub(super) fn apply_truncate(&mut self, ctx: &Ctx, num: u32, to: u64) -> Result<()> {
-        let Some(s) = self.table.get_mut(num) else {
+    /// Removes every batch of shard `no` holding an offset at or after `to`.
+    pub(super) fn apply_truncate(&mut self, ctx: &Ctx, no: ShardNo, to: u64) -> Result<()> {
+        let Some(s) = self.table.get_mut(no) else {
             return Ok(());
         };
         if to >= s.next {

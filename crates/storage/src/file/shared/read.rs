@@ -33,8 +33,8 @@ fn plan(
 ) -> Result<(Vec<Entry>, ReadChunk)> {
     let sources = {
         let g = engine.lock()?;
-        let num = g.num(id)?;
-        let s = g.table.get(num).expect("live shard");
+        let no = g.no(id)?;
+        let s = g.table.get(no).expect("live shard");
         let bounds = s.bounds();
         if from < s.log_start || from > s.next {
             return Err(StorageError::OffsetOutOfRange {
@@ -183,8 +183,8 @@ pub(super) fn offset_for_timestamp(
 ) -> Result<Option<TimestampHit>> {
     let (log_start, runs, tail) = {
         let g = engine.lock()?;
-        let num = g.num(id)?;
-        let s = g.table.get(num).expect("live shard");
+        let no = g.no(id)?;
+        let s = g.table.get(no).expect("live shard");
         let log_start = s.log_start;
         let runs: Vec<RunRef> = s
             .runs

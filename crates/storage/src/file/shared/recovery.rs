@@ -276,7 +276,7 @@ fn apply(
             let spec = parse_spec(text)?;
             let id = ShardId::new(topic, partition)?;
             let idx = inner.table.intern(spec);
-            if let Some(old) = inner.table.num(&id) {
+            if let Some(old) = inner.table.no(&id) {
                 inner.table.remove(old);
             }
             inner.table.insert(h.shard, ShardState::new(id, idx, 0));

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use rustc_hash::FxHashMap;
 
-use crate::{Bounds, ShardId, StorageSpec};
+use crate::{Bounds, ShardId, ShardNo, StorageSpec};
 
 /// Where one batch lives in the journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +108,7 @@ pub(crate) struct Table {
     /// FxHash: this map is looked up on every append, and with a million shards hashing
     /// with SipHash showed up in profiles; shard names are not secrets an attacker can use
     /// to flood one bucket beyond what topic creation limits allow.
-    pub names: FxHashMap<ShardId, u32>,
+    pub names: FxHashMap<ShardId, ShardNo>,
     pub specs: Vec<StorageSpec>,
     /// Number of `RunRef`s pointing into each run file.
     pub run_refs: HashMap<u32, u64>,
@@ -125,32 +125,34 @@ impl Table {
         }
     }
 
-    pub(crate) fn get(&self, num: u32) -> Option<&ShardState> {
-        self.slots.get(num as usize).and_then(Option::as_ref)
+    pub(crate) fn get(&self, no: ShardNo) -> Option<&ShardState> {
+        self.slots.get(no.get() as usize).and_then(Option::as_ref)
     }
 
-    pub(crate) fn get_mut(&mut self, num: u32) -> Option<&mut ShardState> {
-        self.slots.get_mut(num as usize).and_then(Option::as_mut)
+    pub(crate) fn get_mut(&mut self, no: ShardNo) -> Option<&mut ShardState> {
+        self.slots
+            .get_mut(no.get() as usize)
+            .and_then(Option::as_mut)
     }
 
-    pub(crate) fn num(&self, id: &ShardId) -> Option<u32> {
+    pub(crate) fn no(&self, id: &ShardId) -> Option<ShardNo> {
         self.names.get(id).copied()
     }
 
-    pub(crate) fn insert(&mut self, num: u32, state: ShardState) {
-        let i = num as usize;
+    pub(crate) fn insert(&mut self, no: ShardNo, state: ShardState) {
+        let i = no.get() as usize;
         if self.slots.len() <= i {
             self.slots.resize_with(i + 1, || None);
         }
         for r in &state.runs {
             *self.run_refs.entry(r.run).or_default() += 1;
         }
-        self.names.insert(state.id.clone(), num);
+        self.names.insert(state.id.clone(), no);
         self.slots[i] = Some(state);
     }
 
-    pub(crate) fn remove(&mut self, num: u32) -> Option<ShardState> {
-        let state = self.slots.get_mut(num as usize)?.take()?;
+    pub(crate) fn remove(&mut self, no: ShardNo) -> Option<ShardState> {
+        let state = self.slots.get_mut(no.get() as usize)?.take()?;
         self.names.remove(&state.id);
         for r in &state.runs {
             self.release_run(r.run);
@@ -167,14 +169,14 @@ impl Table {
         }
     }
 
-    pub(crate) fn next_num(&self) -> u32 {
-        self.slots.len() as u32
+    pub(crate) fn next_no(&self) -> ShardNo {
+        ShardNo(self.slots.len() as u64)
     }
 
-    pub(crate) fn live(&self) -> impl Iterator<Item = (u32, &ShardState)> {
+    pub(crate) fn live(&self) -> impl Iterator<Item = (ShardNo, &ShardState)> {
         self.slots
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|s| (i as u32, s)))
+            .filter_map(|(i, s)| s.as_ref().map(|s| (ShardNo(i as u64), s)))
     }
 }
