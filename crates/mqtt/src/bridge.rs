@@ -11,12 +11,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use mqtt_proto::QoS;
 use strata_broker::{Broker, BrokerError, Partition, Topic};
 use strata_record::{Batch, split_batches};
 
 use crate::config::MapRule;
+use crate::error::{MqttError, Result};
 use crate::hub::Hub;
 use crate::message::{Message, header};
 use crate::topic::matches;
@@ -64,15 +64,15 @@ impl Bridge {
                     .await
                 {
                     Ok(t) => t,
+                    // Created meanwhile by another caller.
                     Err(BrokerError::TopicExists(_)) => broker
                         .topic(&r.topic)
-                        .context("mapped topic vanished while being created")?,
-                    Err(e) => {
-                        return Err(e).with_context(|| {
-                            format!(
-                                "creating the storage topic {} for MQTT filter {}",
-                                r.topic, r.filter
-                            )
+                        .ok_or_else(|| BrokerError::UnknownTopic(r.topic.clone()))?,
+                    Err(source) => {
+                        return Err(MqttError::MapTopic {
+                            topic: r.topic.clone(),
+                            filter: r.filter.clone(),
+                            source,
                         });
                     }
                 },
@@ -96,11 +96,13 @@ impl Bridge {
         let partition = rule
             .topic
             .partition(index)
-            .context("mapped topic lost a partition")?;
+            .ok_or_else(|| MqttError::MapPartition {
+                topic: rule.topic.name.to_string(),
+                partition: index,
+            })?;
         broker
             .produce(&rule.topic, &partition, msg.to_batch()?)
-            .await
-            .with_context(|| format!("storing an MQTT message in topic {}", rule.topic.name))?;
+            .await?;
         Ok(())
     }
 

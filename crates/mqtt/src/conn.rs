@@ -44,7 +44,7 @@ enum End {
     /// Another connection took the session.
     TakenOver,
     /// The server could not do what was asked.
-    Internal(anyhow::Error),
+    Internal(crate::error::MqttError),
     /// The server is shutting down.
     Shutdown,
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use mqtt_proto::QoS;
 use parking_lot::{Mutex, RwLock};
 use strata_broker::Broker;
@@ -14,6 +13,7 @@ use tokio::sync::{OwnedMutexGuard, mpsc};
 use crate::auth::Auth;
 use crate::bridge::Bridge;
 use crate::config::MqttConfig;
+use crate::error::Result;
 use crate::message::{Message, now_ms};
 use crate::store::{SessionMeta, Store};
 use crate::topic::{SubOptions, SubTree, matches};

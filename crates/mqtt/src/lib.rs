@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bridge;
 pub mod config;
 pub mod conn;
+mod error;
 pub mod hub;
 pub mod message;
 pub mod packet;
@@ -18,7 +19,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use anyhow::Result;
 use axum::Router;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::{Auth, hash_password};
 pub use config::{MapRule, MqttConfig};
+pub use error::{MqttError, Result};
 pub use hub::Hub;
 
 /// Open MQTT connections per listener at most, unless configured (Mosquitto's
