@@ -9,6 +9,7 @@ use mqtt_proto::QoS;
 use parking_lot::{Mutex, RwLock};
 use strata_broker::Broker;
 use tokio::sync::{OwnedMutexGuard, mpsc};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::auth::Auth;
 use crate::bridge::Bridge;
@@ -169,10 +170,13 @@ pub struct Hub {
     /// Counters.
     pub metrics: HubMetrics,
     store: Store,
-    pub(crate) bridge: Bridge,
+    bridge: Bridge,
     sessions: RwLock<HashMap<Arc<str>, Arc<Session>>>,
     subs: RwLock<SubTree>,
     retained: RwLock<HashMap<Arc<str>, Arc<Message>>>,
+    /// Cancelled when the hub is dropped: stops its background tasks.
+    stop: CancellationToken,
+    _stop_on_drop: DropGuard,
 }
 
 /// Capacity of a connection's outbound channel. A publisher finding it full waits (see
@@ -194,6 +198,7 @@ impl Hub {
     pub async fn open(broker: Arc<Broker>, config: MqttConfig, auth: Auth) -> Result<Arc<Hub>> {
         let (store, stored, retained) = Store::open(broker.clone()).await?;
         let bridge = Bridge::open(&broker, &config.map).await?;
+        let stop = CancellationToken::new();
         let hub = Arc::new(Hub {
             broker,
             auth,
@@ -203,6 +208,8 @@ impl Hub {
             sessions: RwLock::new(HashMap::new()),
             subs: RwLock::new(SubTree::default()),
             retained: RwLock::new(HashMap::new()),
+            stop: stop.clone(),
+            _stop_on_drop: stop.drop_guard(),
             config,
         });
         {
@@ -235,17 +242,43 @@ impl Hub {
                 "MQTT state restored"
             );
         }
-        Bridge::start(&hub);
+        for rx in hub.bridge.start(&hub.broker) {
+            hub.spawn_from_storage(rx);
+        }
         let weak = Arc::downgrade(&hub);
+        let stop = hub.stop.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.cancelled() => return,
+                }
                 let Some(hub) = weak.upgrade() else { return };
                 hub.expire_sessions().await;
             }
         });
         Ok(hub)
+    }
+
+    /// Delivers what one bridge reader sends until the hub is dropped; dropping the receiver
+    /// then stops the reader.
+    fn spawn_from_storage(self: &Arc<Self>, mut rx: mpsc::Receiver<Arc<Message>>) {
+        let weak = Arc::downgrade(self);
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let msg = tokio::select! {
+                    m = rx.recv() => m,
+                    _ = stop.cancelled() => None,
+                };
+                let Some(msg) = msg else { return };
+                let Some(hub) = weak.upgrade() else { return };
+                if let Err(e) = hub.publish_from_storage(msg).await {
+                    tracing::error!(error = %e, "cannot deliver a stored message to MQTT subscribers");
+                }
+            }
+        });
     }
 
     /// Number of sessions, connected or not.
