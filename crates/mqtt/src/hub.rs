@@ -1,4 +1,23 @@
 //! Sessions, subscriptions, retained messages and routing: the state every connection shares.
+//!
+//! # Lock order
+//!
+//! Three locks are hub-wide (`parking_lot::RwLock`s, never held across an `.await`):
+//! `Hub::sessions`, `Hub::subs` and `Hub::retained`. Three are per session: `Session::occupied`
+//! and `Session::queue_lock` (`tokio::sync::Mutex`es, held across storage I/O) and
+//! `Session::live` (a `parking_lot::Mutex`, held for a few field reads or writes only).
+//! Whoever holds several takes them in this order:
+//!
+//! 1. `occupied` — held by a connection from attach to after its detach (`Attached::guard`);
+//!    attach waits for it to take a session over, expiry only tries it;
+//! 2. `queue_lock` — attach, detach and the queueing of a message for an offline session, so
+//!    that a message is either sent on the live channel or queued, never lost between;
+//! 3. `sessions`, then `subs`, then `retained` (all three only in [`Hub::open`]; elsewhere a
+//!    hub-wide lock is taken alone, or `sessions` is read while `live` is taken below it);
+//! 4. `live` last: nothing is locked while it is held.
+//!
+//! The async locks come before the hub-wide ones because a `parking_lot` guard cannot be held
+//! across the `.await` that takes them (the futures must be `Send`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
