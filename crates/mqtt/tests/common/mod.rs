@@ -11,7 +11,7 @@ use mqtt_proto::v5::{self, Packet};
 use mqtt_proto::{Pid, QoS, QosPid, TopicFilter, TopicName};
 use strata_broker::{Broker, BrokerConfig};
 use strata_mqtt::{Auth, Mqtt, MqttConfig, packet};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio_util::sync::CancellationToken;
 
 /// Longest wait for a packet that is expected.
@@ -100,6 +100,20 @@ pub fn subscribe(n: u16, filter: &str, qos: QoS) -> Packet {
     ))
 }
 
+/// The next packet from `rd` (with `buf` holding what was read past the last one), or None at
+/// end of stream.
+pub async fn read_packet<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> Option<Packet> {
+    loop {
+        if let Some(len) = packet::frame_len(buf, usize::MAX).unwrap() {
+            let frame = buf.split_to(len);
+            return Some(Packet::decode(&frame).unwrap().expect("a whole packet"));
+        }
+        if rd.read_buf(buf).await.unwrap() == 0 {
+            return None;
+        }
+    }
+}
+
 /// One end of a connection, speaking MQTT 5.
 pub struct Client {
     pub io: DuplexStream,
@@ -123,15 +137,7 @@ impl Client {
 
     /// The next packet, or None if the server closed the connection.
     pub async fn next(&mut self) -> Option<Packet> {
-        loop {
-            if let Some(len) = packet::frame_len(&self.buf, usize::MAX).unwrap() {
-                let frame = self.buf.split_to(len);
-                return Some(Packet::decode(&frame).unwrap().expect("a whole packet"));
-            }
-            if self.io.read_buf(&mut self.buf).await.unwrap() == 0 {
-                return None;
-            }
-        }
+        read_packet(&mut self.io, &mut self.buf).await
     }
 
     /// The next packet if one comes within `wait`.
