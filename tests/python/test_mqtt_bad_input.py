@@ -2,11 +2,12 @@
 DISCONNECT with the reason code) and keeps serving every other client."""
 
 import struct
+import time
 
 import pytest
 
 from mqtt_helpers import (
-    CONNACK, DISCONNECT, V5, V311, RawClient, assert_serving, connect_packet, connected, disconnect_reason,
+    CONNACK, DISCONNECT, PUBREC, V5, V311, RawClient, assert_serving, connect_packet, connected, disconnect_reason,
     fixed, publish_packet, string, subscribe_packet,
 )
 
@@ -106,3 +107,20 @@ def test_half_a_packet_then_silence_does_not_stall_others(server):
     assert_serving(server, watcher, "survivor/after")
     stuck.close()
     assert_serving(server, watcher, "survivor/again")
+
+
+def test_client_still_sending_reads_receive_maximum_exceeded(make_server):
+    """A client that keeps publishing QoS 2 past the Receive Maximum without reading still reads
+    DISCONNECT 0x93: the server drains what the client sends for a moment before it closes, so
+    neither the client's sends nor its reads meet a reset."""
+    server = make_server("--mqtt-receive-maximum", "3")
+    c = RawClient(server)
+    c.connect("flood")
+    # About 0.2 s of sending, well past the fourth publish and well within the server's linger.
+    for pid in range(1, 41):
+        c.send(publish_packet("rm/flood", b"x" * 1024, qos=2, pid=pid))
+        time.sleep(0.005)
+    packets = c.closed()
+    assert [p.pid for p in packets if p.type == PUBREC] == [1, 2, 3]
+    assert disconnect_reason(packets) == 0x93, f"packets before the close: {packets}"
+    assert server.alive()

@@ -20,11 +20,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use serde::Deserialize;
 
+use crate::error::{MqttError, Result};
 use crate::topic::{covers, matches};
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,7 +98,9 @@ fn check_filters(what: &str, filters: &[String]) -> Result<()> {
     for f in filters {
         let probe = f.replace("%u", "u").replace("%c", "c");
         if mqtt_proto::TopicFilter::try_from(probe.as_str()).is_err() {
-            bail!("{what}: {f:?} is not a valid topic filter");
+            return Err(MqttError::AuthInvalid(format!(
+                "{what}: {f:?} is not a valid topic filter"
+            )));
         }
     }
     Ok(())
@@ -117,22 +119,27 @@ impl Auth {
 
     /// Reads and checks an auth file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the MQTT auth file {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("in the MQTT auth file {}", path.display()))
+        let text = std::fs::read_to_string(path).map_err(|source| MqttError::AuthRead {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| {
+            MqttError::AuthInvalid(format!("in the MQTT auth file {}: {e}", path.display()))
+        })
     }
 
     /// Parses the text of an auth file.
     pub fn parse(text: &str) -> Result<Self> {
-        let file: AuthFile = toml::from_str(text)?;
+        let file: AuthFile =
+            toml::from_str(text).map_err(|e| MqttError::AuthInvalid(e.to_string()))?;
         check_filters("everyone.publish", &file.everyone.publish)?;
         check_filters("everyone.subscribe", &file.everyone.subscribe)?;
         let mut users = BTreeMap::new();
         for (name, u) in file.users {
             PasswordHash::new(&u.password).map_err(|e| {
-                anyhow::anyhow!(
+                MqttError::AuthInvalid(format!(
                     "users.{name}.password is not a password hash ({e}); make one with `strata mqtt passwd`"
-                )
+                ))
             })?;
             check_filters(&format!("users.{name}.publish"), &u.publish)?;
             check_filters(&format!("users.{name}.subscribe"), &u.subscribe)?;
@@ -244,11 +251,11 @@ impl Identity {
 pub fn hash_password(password: &str) -> Result<String> {
     let mut salt = [0u8; 16];
     rand::fill(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| MqttError::Hash(format!("salt: {e}")))?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))
+        .map_err(|e| MqttError::Hash(e.to_string()))
 }
 
 #[cfg(test)]

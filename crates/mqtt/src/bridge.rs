@@ -5,24 +5,27 @@
 //! MQTT topic, so one MQTT topic keeps its order. Records that Kafka producers append to a
 //! mapped topic are read back as they arrive and delivered to matching MQTT subscribers;
 //! records that came from MQTT (they carry `mqtt.origin`) were delivered when published and
-//! are skipped.
+//! are skipped. The readers hand those messages over a channel (see [`Bridge::start`]) and know
+//! nothing of the hub, which owns the bridge.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use mqtt_proto::QoS;
 use strata_broker::{Broker, BrokerError, Partition, Topic};
 use strata_record::{Batch, split_batches};
+use tokio::sync::mpsc;
 
 use crate::config::MapRule;
-use crate::hub::Hub;
+use crate::error::{MqttError, Result};
 use crate::message::{Message, header};
 use crate::topic::matches;
 
 /// Largest read per partition per round.
 const READ_BUDGET: usize = 1 << 20;
+/// Messages a reader hands over before it waits for them to be delivered.
+const TAIL_CHANNEL: usize = 256;
 
 #[derive(Debug)]
 struct Rule {
@@ -64,15 +67,15 @@ impl Bridge {
                     .await
                 {
                     Ok(t) => t,
+                    // Created meanwhile by another caller.
                     Err(BrokerError::TopicExists(_)) => broker
                         .topic(&r.topic)
-                        .context("mapped topic vanished while being created")?,
-                    Err(e) => {
-                        return Err(e).with_context(|| {
-                            format!(
-                                "creating the storage topic {} for MQTT filter {}",
-                                r.topic, r.filter
-                            )
+                        .ok_or_else(|| BrokerError::UnknownTopic(r.topic.clone()))?,
+                    Err(source) => {
+                        return Err(MqttError::MapTopic {
+                            topic: r.topic.clone(),
+                            filter: r.filter.clone(),
+                            source,
                         });
                     }
                 },
@@ -96,59 +99,64 @@ impl Bridge {
         let partition = rule
             .topic
             .partition(index)
-            .context("mapped topic lost a partition")?;
+            .ok_or_else(|| MqttError::MapPartition {
+                topic: rule.topic.name.to_string(),
+                partition: index,
+            })?;
         broker
             .produce(&rule.topic, &partition, msg.to_batch()?)
-            .await
-            .with_context(|| format!("storing an MQTT message in topic {}", rule.topic.name))?;
+            .await?;
         Ok(())
     }
 
-    /// Starts one reader per partition of every mapped topic, from its current end.
-    pub fn start(hub: &Arc<Hub>) {
-        for rule in &hub.bridge.rules {
+    /// Starts one reader per partition of every mapped topic, from its current end. Each
+    /// reader sends what Kafka producers append, in offset order, to its own channel, and
+    /// stops once the receiver is dropped.
+    pub fn start(&self, broker: &Arc<Broker>) -> Vec<mpsc::Receiver<Arc<Message>>> {
+        let mut out = Vec::new();
+        for rule in &self.rules {
             for p in rule.topic.partitions() {
-                let weak = Arc::downgrade(hub);
+                let (tx, rx) = mpsc::channel(TAIL_CHANNEL);
+                let broker = broker.clone();
                 let topic = rule.topic.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = tail(weak, topic.clone(), p.clone()).await {
+                    if let Err(e) = tail(&broker, &topic, &p, &tx).await {
                         tracing::error!(topic = %topic.name, partition = p.index, error = %e, "storage-to-MQTT reader stopped");
                     }
                 });
+                out.push(rx);
             }
         }
+        out
     }
 }
 
-async fn tail(hub: Weak<Hub>, topic: Arc<Topic>, partition: Arc<Partition>) -> Result<()> {
-    let mut offset = {
-        let Some(h) = hub.upgrade() else {
-            return Ok(());
-        };
-        h.broker.bounds(&topic, &partition).await?.next_offset
-    };
+/// Reads `partition` from its end on and sends each record that did not come from MQTT.
+async fn tail(
+    broker: &Broker,
+    topic: &Topic,
+    partition: &Partition,
+    tx: &mpsc::Sender<Arc<Message>>,
+) -> Result<()> {
+    let mut offset = broker.bounds(topic, partition).await?.next_offset;
     loop {
         let notified = partition.appended.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let Some(h) = hub.upgrade() else {
-            return Ok(());
-        };
-        let bounds = h.broker.bounds(&topic, &partition).await?;
+        let bounds = broker.bounds(topic, partition).await?;
         if offset < bounds.log_start {
             offset = bounds.log_start;
         }
         if offset >= bounds.next_offset {
-            drop(h);
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tx.closed() => return Ok(()),
             }
             continue;
         }
-        let chunk = h
-            .broker
-            .read(&topic, &partition, offset as i64, READ_BUDGET)
+        let chunk = broker
+            .read(topic, partition, offset as i64, READ_BUDGET)
             .await?;
         let bytes = chunk.to_bytes()?;
         for raw in split_batches(bytes) {
@@ -166,8 +174,10 @@ async fn tail(hub: Weak<Hub>, topic: Arc<Topic>, partition: Arc<Partition>) -> R
                 {
                     continue;
                 }
-                if let Some(m) = Message::from_record(&r, &topic.name, QoS::Level1) {
-                    h.publish_from_storage(Arc::new(m)).await?;
+                if let Some(m) = Message::from_record(&r, &topic.name, QoS::Level1)
+                    && tx.send(Arc::new(m)).await.is_err()
+                {
+                    return Ok(());
                 }
             }
             offset = offset.max(next);

@@ -1,19 +1,39 @@
 //! Sessions, subscriptions, retained messages and routing: the state every connection shares.
+//!
+//! # Lock order
+//!
+//! Three locks are hub-wide (`parking_lot::RwLock`s, never held across an `.await`):
+//! `Hub::sessions`, `Hub::subs` and `Hub::retained`. Three are per session: `Session::occupied`
+//! and `Session::queue_lock` (`tokio::sync::Mutex`es, held across storage I/O) and
+//! `Session::live` (a `parking_lot::Mutex`, held for a few field reads or writes only).
+//! Whoever holds several takes them in this order:
+//!
+//! 1. `occupied` — held by a connection from attach to after its detach (`Attached::guard`);
+//!    attach waits for it to take a session over, expiry only tries it;
+//! 2. `queue_lock` — attach, detach and the queueing of a message for an offline session, so
+//!    that a message is either sent on the live channel or queued, never lost between;
+//! 3. `sessions`, then `subs`, then `retained` (all three only in [`Hub::open`]; elsewhere a
+//!    hub-wide lock is taken alone, or `sessions` is read while `live` is taken below it);
+//! 4. `live` last: nothing is locked while it is held.
+//!
+//! The async locks come before the hub-wide ones because a `parking_lot` guard cannot be held
+//! across the `.await` that takes them (the futures must be `Send`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use mqtt_proto::QoS;
 use parking_lot::{Mutex, RwLock};
 use strata_broker::Broker;
 use tokio::sync::{OwnedMutexGuard, mpsc};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::auth::Auth;
 use crate::bridge::Bridge;
 use crate::config::MqttConfig;
+use crate::error::Result;
 use crate::message::{Message, now_ms};
 use crate::store::{SessionMeta, Store};
 use crate::topic::{SubOptions, SubTree, matches};
@@ -169,10 +189,13 @@ pub struct Hub {
     /// Counters.
     pub metrics: HubMetrics,
     store: Store,
-    pub(crate) bridge: Bridge,
+    bridge: Bridge,
     sessions: RwLock<HashMap<Arc<str>, Arc<Session>>>,
     subs: RwLock<SubTree>,
     retained: RwLock<HashMap<Arc<str>, Arc<Message>>>,
+    /// Cancelled when the hub is dropped: stops its background tasks.
+    stop: CancellationToken,
+    _stop_on_drop: DropGuard,
 }
 
 /// Capacity of a connection's outbound channel. A publisher finding it full waits (see
@@ -194,6 +217,7 @@ impl Hub {
     pub async fn open(broker: Arc<Broker>, config: MqttConfig, auth: Auth) -> Result<Arc<Hub>> {
         let (store, stored, retained) = Store::open(broker.clone()).await?;
         let bridge = Bridge::open(&broker, &config.map).await?;
+        let stop = CancellationToken::new();
         let hub = Arc::new(Hub {
             broker,
             auth,
@@ -203,6 +227,8 @@ impl Hub {
             sessions: RwLock::new(HashMap::new()),
             subs: RwLock::new(SubTree::default()),
             retained: RwLock::new(HashMap::new()),
+            stop: stop.clone(),
+            _stop_on_drop: stop.drop_guard(),
             config,
         });
         {
@@ -235,17 +261,43 @@ impl Hub {
                 "MQTT state restored"
             );
         }
-        Bridge::start(&hub);
+        for rx in hub.bridge.start(&hub.broker) {
+            hub.spawn_from_storage(rx);
+        }
         let weak = Arc::downgrade(&hub);
+        let stop = hub.stop.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.cancelled() => return,
+                }
                 let Some(hub) = weak.upgrade() else { return };
                 hub.expire_sessions().await;
             }
         });
         Ok(hub)
+    }
+
+    /// Delivers what one bridge reader sends until the hub is dropped; dropping the receiver
+    /// then stops the reader.
+    fn spawn_from_storage(self: &Arc<Self>, mut rx: mpsc::Receiver<Arc<Message>>) {
+        let weak = Arc::downgrade(self);
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let msg = tokio::select! {
+                    m = rx.recv() => m,
+                    _ = stop.cancelled() => None,
+                };
+                let Some(msg) = msg else { return };
+                let Some(hub) = weak.upgrade() else { return };
+                if let Err(e) = hub.publish_from_storage(msg).await {
+                    tracing::error!(error = %e, "cannot deliver a stored message to MQTT subscribers");
+                }
+            }
+        });
     }
 
     /// Number of sessions, connected or not.

@@ -4,21 +4,22 @@
 //! storage; [`Mqtt::serve_tcp`] and [`Mqtt::serve_ws`] accept clients over TCP and over
 //! WebSocket (`/mqtt`, subprotocol `mqtt`).
 
-pub mod auth;
-pub mod bridge;
-pub mod config;
-pub mod conn;
-pub mod hub;
-pub mod message;
+mod auth;
+mod bridge;
+mod config;
+mod conn;
+mod error;
+mod hub;
+mod message;
+/// Framing and decoding, public for the fuzz target.
 pub mod packet;
-pub mod store;
-pub mod topic;
+mod store;
+mod topic;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use anyhow::Result;
 use axum::Router;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -33,7 +34,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::{Auth, hash_password};
 pub use config::{MapRule, MqttConfig};
-pub use hub::Hub;
+pub use error::{MqttError, Result};
+pub use hub::{Hub, HubMetrics};
 
 /// Open MQTT connections per listener at most, unless configured (Mosquitto's
 /// `max_connections` is unbounded by default; a bound keeps a flood from taking every
@@ -62,6 +64,16 @@ impl Mqtt {
     /// Open connections.
     pub fn connections(&self) -> u64 {
         self.hub.metrics.connections.load(Ordering::Relaxed)
+    }
+
+    /// Serves one client connection over any byte stream (a TCP socket, a WebSocket's
+    /// bytes, an in-memory pipe) until it ends or `shutdown` is cancelled. `peer` names it in
+    /// logs.
+    pub async fn serve_connection<S>(&self, stream: S, peer: String, shutdown: CancellationToken)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+    {
+        conn::run(self.hub.clone(), stream, peer, shutdown).await
     }
 
     /// Accepts MQTT clients over TCP until `drain` is cancelled, at most `max_connections`

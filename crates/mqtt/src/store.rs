@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use anyhow::{Context, Result};
 use bytes::Bytes;
 use mqtt_proto::QoS;
 use serde::{Deserialize, Serialize};
@@ -23,6 +22,7 @@ use strata_storage::{
     Durability, Engine, EngineKind, Model, Retention, ShardId, StorageError, StorageSpec,
 };
 
+use crate::error::Result;
 use crate::message::Message;
 use crate::topic::SubOptions;
 
@@ -196,7 +196,7 @@ impl Store {
             if chunk.is_empty() {
                 break;
             }
-            let bytes = chunk.to_bytes().context("reading an MQTT session queue")?;
+            let bytes = chunk.to_bytes()?;
             for raw in split_batches(bytes) {
                 let batch = Batch::validate(raw?)?;
                 for r in batch.records()? {

@@ -156,6 +156,7 @@ impl SubTree {
     }
 
     /// Whether there are none.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }

@@ -1,0 +1,36 @@
+//! A second connection with the same client id takes the session over: the first is sent
+//! DISCONNECT 0x8E and closed, the second is connected with the session's subscriptions.
+
+mod common;
+
+use common::{TestBroker, connect, pid, publish};
+use mqtt_proto::v5::{self, Packet};
+use mqtt_proto::{QoS, QosPid};
+use strata_mqtt::MqttConfig;
+
+#[tokio::test]
+async fn second_connection_takes_the_session_over() {
+    let b = TestBroker::start(MqttConfig::default()).await;
+    let (mut first, _) = b.connect(connect("dev", true, 60)).await;
+    first.subscribe("t", QoS::Level1).await;
+
+    let (mut second, ack) = b.connect(connect("dev", false, 60)).await;
+    assert!(ack.session_present, "the session was resumed");
+    match first.recv().await {
+        Packet::Disconnect(d) => {
+            assert_eq!(d.reason_code, v5::DisconnectReasonCode::SessionTakenOver)
+        }
+        other => panic!("expected DISCONNECT, got {other:?}"),
+    }
+    assert!(
+        first.next().await.is_none(),
+        "the first connection is closed"
+    );
+
+    // The subscription came along with the session.
+    let (mut publ, _) = b.connect(connect("pub", true, 0)).await;
+    publ.send(publish("t", b"x", QosPid::Level1(pid(1)))).await;
+    assert!(matches!(publ.recv().await, Packet::Puback(_)));
+    let p = second.recv_publish().await;
+    assert_eq!(&p.payload[..], b"x");
+}
