@@ -96,169 +96,189 @@ pub async fn run(args: TopicArgs) -> Result<()> {
             engine,
             model,
             configs,
-        } => {
-            let mut all: Vec<(String, String)> =
-                configs.iter().map(|c| pair(c)).collect::<Result<_>>()?;
-            if let Some(e) = engine {
-                all.push(("storage.engine".into(), e));
-            }
-            if let Some(m) = model {
-                all.push(("storage.model".into(), m));
-            }
-            let topic = CreatableTopic::default()
-                .with_name(TopicName(s(&name)))
-                .with_num_partitions(partitions)
-                .with_replication_factor(-1)
-                .with_configs(
-                    all.iter()
-                        .map(|(k, v)| {
-                            CreatableTopicConfig::default()
-                                .with_name(s(k))
-                                .with_value(Some(s(v)))
-                        })
-                        .collect(),
-                );
-            let resp = c
-                .call(
-                    &CreateTopicsRequest::default()
-                        .with_topics(vec![topic])
-                        .with_timeout_ms(30_000),
-                    5,
-                )
-                .await?;
-            for t in &resp.topics {
-                check(
-                    t.error_code,
-                    t.error_message.as_ref(),
-                    &format!("creating topic {name}"),
-                )?;
-                println!(
-                    "created topic {} with {} partitions",
-                    t.name.0.as_str(),
-                    t.num_partitions
-                );
-            }
-        }
-        TopicCommand::List => {
-            let resp = c
-                .call(&MetadataRequest::default().with_topics(None), 9)
-                .await?;
-            let mut names: Vec<_> = resp
-                .topics
-                .iter()
-                .filter_map(|t| t.name.as_ref().map(|n| n.0.as_str().to_owned()))
-                .collect();
-            names.sort();
-            for n in names {
-                println!("{n}");
-            }
-        }
-        TopicCommand::Describe { name } => {
-            let resp = c
-                .call(
-                    &MetadataRequest::default().with_topics(Some(vec![
-                        MetadataRequestTopic::default().with_name(Some(TopicName(s(&name)))),
-                    ])),
-                    9,
-                )
-                .await?;
-            for t in &resp.topics {
-                check(t.error_code, None, &format!("describing topic {name}"))?;
-                println!("topic {name}: {} partitions", t.partitions.len());
-                for p in &t.partitions {
-                    println!("  partition {} leader {}", p.partition_index, p.leader_id.0);
-                }
-            }
-            let resp = c
-                .call(
-                    &DescribeConfigsRequest::default().with_resources(vec![
-                        DescribeConfigsResource::default()
-                            .with_resource_type(2)
-                            .with_resource_name(s(&name))
-                            .with_configuration_keys(None),
-                    ]),
-                    3,
-                )
-                .await?;
-            for r in &resp.results {
-                check(r.error_code, r.error_message.as_ref(), "describing configs")?;
-                println!("configs:");
-                for e in &r.configs {
-                    let source = match e.config_source {
-                        1 => "topic",
-                        4 => "broker",
-                        5 => "default",
-                        _ => "other",
-                    };
-                    println!(
-                        "  {}={} ({source})",
-                        e.name.as_str(),
-                        e.value.as_ref().map_or("", |v| v.as_str())
-                    );
-                }
-            }
-        }
-        TopicCommand::Delete { name } => {
-            let resp = c
-                .call(
-                    &DeleteTopicsRequest::default()
-                        .with_topics(vec![
-                            DeleteTopicState::default().with_name(Some(TopicName(s(&name)))),
-                        ])
-                        .with_timeout_ms(30_000),
-                    6,
-                )
-                .await?;
-            for r in &resp.responses {
-                check(
-                    r.error_code,
-                    r.error_message.as_ref(),
-                    &format!("deleting topic {name}"),
-                )?;
-            }
-            println!("deleted topic {name}");
-        }
-        TopicCommand::Alter { name, set, delete } => {
-            let mut configs = Vec::new();
-            for kv in &set {
-                let (k, v) = pair(kv)?;
-                configs.push(
-                    AlterableConfig::default()
-                        .with_name(s(&k))
-                        .with_config_operation(0)
-                        .with_value(Some(s(&v))),
-                );
-            }
-            for k in &delete {
-                configs.push(
-                    AlterableConfig::default()
+        } => create(&mut c, &name, partitions, engine, model, &configs).await,
+        TopicCommand::List => list(&mut c).await,
+        TopicCommand::Describe { name } => describe(&mut c, &name).await,
+        TopicCommand::Delete { name } => delete(&mut c, &name).await,
+        TopicCommand::Alter { name, set, delete } => alter(&mut c, &name, &set, &delete).await,
+    }
+}
+
+async fn create(
+    c: &mut AdminClient,
+    name: &str,
+    partitions: i32,
+    engine: Option<String>,
+    model: Option<String>,
+    configs: &[String],
+) -> Result<()> {
+    let mut all: Vec<(String, String)> = configs.iter().map(|c| pair(c)).collect::<Result<_>>()?;
+    if let Some(e) = engine {
+        all.push(("storage.engine".into(), e));
+    }
+    if let Some(m) = model {
+        all.push(("storage.model".into(), m));
+    }
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(s(name)))
+        .with_num_partitions(partitions)
+        .with_replication_factor(-1)
+        .with_configs(
+            all.iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
                         .with_name(s(k))
-                        .with_config_operation(1),
-                );
-            }
-            if configs.is_empty() {
-                bail!("nothing to alter: give --config KEY=VALUE or --delete-config KEY");
-            }
-            let resp = c
-                .call(
-                    &IncrementalAlterConfigsRequest::default().with_resources(vec![
-                        AlterConfigsResource::default()
-                            .with_resource_type(2)
-                            .with_resource_name(s(&name))
-                            .with_configs(configs),
-                    ]),
-                    1,
-                )
-                .await?;
-            for r in &resp.responses {
-                check(
-                    r.error_code,
-                    r.error_message.as_ref(),
-                    &format!("altering topic {name}"),
-                )?;
-            }
-            println!("altered topic {name}");
+                        .with_value(Some(s(v)))
+                })
+                .collect(),
+        );
+    let resp = c
+        .call(
+            &CreateTopicsRequest::default()
+                .with_topics(vec![topic])
+                .with_timeout_ms(30_000),
+            5,
+        )
+        .await?;
+    for t in &resp.topics {
+        check(
+            t.error_code,
+            t.error_message.as_ref(),
+            &format!("creating topic {name}"),
+        )?;
+        println!(
+            "created topic {} with {} partitions",
+            t.name.0.as_str(),
+            t.num_partitions
+        );
+    }
+    Ok(())
+}
+
+async fn list(c: &mut AdminClient) -> Result<()> {
+    let resp = c
+        .call(&MetadataRequest::default().with_topics(None), 9)
+        .await?;
+    let mut names: Vec<_> = resp
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| n.0.as_str().to_owned()))
+        .collect();
+    names.sort();
+    for n in names {
+        println!("{n}");
+    }
+    Ok(())
+}
+
+async fn describe(c: &mut AdminClient, name: &str) -> Result<()> {
+    let resp = c
+        .call(
+            &MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(TopicName(s(name)))),
+            ])),
+            9,
+        )
+        .await?;
+    for t in &resp.topics {
+        check(t.error_code, None, &format!("describing topic {name}"))?;
+        println!("topic {name}: {} partitions", t.partitions.len());
+        for p in &t.partitions {
+            println!("  partition {} leader {}", p.partition_index, p.leader_id.0);
         }
     }
+    let resp = c
+        .call(
+            &DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s(name))
+                    .with_configuration_keys(None),
+            ]),
+            3,
+        )
+        .await?;
+    for r in &resp.results {
+        check(r.error_code, r.error_message.as_ref(), "describing configs")?;
+        println!("configs:");
+        for e in &r.configs {
+            let source = match e.config_source {
+                1 => "topic",
+                4 => "broker",
+                5 => "default",
+                _ => "other",
+            };
+            println!(
+                "  {}={} ({source})",
+                e.name.as_str(),
+                e.value.as_ref().map_or("", |v| v.as_str())
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn delete(c: &mut AdminClient, name: &str) -> Result<()> {
+    let resp = c
+        .call(
+            &DeleteTopicsRequest::default()
+                .with_topics(vec![
+                    DeleteTopicState::default().with_name(Some(TopicName(s(name)))),
+                ])
+                .with_timeout_ms(30_000),
+            6,
+        )
+        .await?;
+    for r in &resp.responses {
+        check(
+            r.error_code,
+            r.error_message.as_ref(),
+            &format!("deleting topic {name}"),
+        )?;
+    }
+    println!("deleted topic {name}");
+    Ok(())
+}
+
+async fn alter(c: &mut AdminClient, name: &str, set: &[String], delete: &[String]) -> Result<()> {
+    let mut configs = Vec::new();
+    for kv in set {
+        let (k, v) = pair(kv)?;
+        configs.push(
+            AlterableConfig::default()
+                .with_name(s(&k))
+                .with_config_operation(0)
+                .with_value(Some(s(&v))),
+        );
+    }
+    for k in delete {
+        configs.push(
+            AlterableConfig::default()
+                .with_name(s(k))
+                .with_config_operation(1),
+        );
+    }
+    if configs.is_empty() {
+        bail!("nothing to alter: give --config KEY=VALUE or --delete-config KEY");
+    }
+    let resp = c
+        .call(
+            &IncrementalAlterConfigsRequest::default().with_resources(vec![
+                AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s(name))
+                    .with_configs(configs),
+            ]),
+            1,
+        )
+        .await?;
+    for r in &resp.responses {
+        check(
+            r.error_code,
+            r.error_message.as_ref(),
+            &format!("altering topic {name}"),
+        )?;
+    }
+    println!("altered topic {name}");
     Ok(())
 }
