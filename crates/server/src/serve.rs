@@ -12,41 +12,71 @@ use tokio::net::TcpListener;
 use crate::admin::{self, AdminState};
 use crate::config::ServeConfig;
 
-/// Runs until SIGINT or SIGTERM, then shuts down cleanly.
-pub async fn run(config: ServeConfig) -> Result<()> {
-    // Listeners first: a node that cannot bind its ports must fail before it touches the
-    // data directory.
-    let kafka_listener = TcpListener::bind(&config.kafka_addr)
-        .await
-        .with_context(|| format!("binding the Kafka listener to {}", config.kafka_addr))?;
-    let kafka_addr = kafka_listener.local_addr()?;
-    let (host, port) = config.advertised(kafka_addr)?;
-    let admin_listener = TcpListener::bind(&config.admin_addr)
-        .await
-        .with_context(|| format!("binding the admin listener to {}", config.admin_addr))?;
-    let admin_addr = admin_listener.local_addr()?;
-    let mqtt_listener = match &config.mqtt.addr {
-        Some(a) => Some(
-            TcpListener::bind(a)
-                .await
-                .with_context(|| format!("binding the MQTT listener to {a}"))?,
-        ),
-        None => None,
-    };
-    let mqtt_ws_listener = match &config.mqtt.ws_addr {
-        Some(a) => Some(
-            TcpListener::bind(a)
-                .await
-                .with_context(|| format!("binding the MQTT WebSocket listener to {a}"))?,
-        ),
-        None => None,
-    };
-    descriptor_limit(&config);
-    let auth = match &config.mqtt.auth {
-        Some(path) => Auth::load(path)?,
-        None => Auth::open(),
-    };
+/// The node's listeners, bound before anything else.
+struct Listeners {
+    kafka: TcpListener,
+    admin: TcpListener,
+    mqtt: Option<TcpListener>,
+    mqtt_ws: Option<TcpListener>,
+}
 
+impl Listeners {
+    /// Binds every listener; a node that cannot bind its ports fails before it touches the
+    /// data directory.
+    async fn bind(config: &ServeConfig) -> Result<Self> {
+        let kafka = TcpListener::bind(&config.kafka_addr)
+            .await
+            .with_context(|| format!("binding the Kafka listener to {}", config.kafka_addr))?;
+        let admin = TcpListener::bind(&config.admin_addr)
+            .await
+            .with_context(|| format!("binding the admin listener to {}", config.admin_addr))?;
+        let mqtt = match &config.mqtt.addr {
+            Some(a) => Some(
+                TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("binding the MQTT listener to {a}"))?,
+            ),
+            None => None,
+        };
+        let mqtt_ws = match &config.mqtt.ws_addr {
+            Some(a) => Some(
+                TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("binding the MQTT WebSocket listener to {a}"))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            kafka,
+            admin,
+            mqtt,
+            mqtt_ws,
+        })
+    }
+
+    /// Logs the bound addresses (tests and scripts read the `strata listening` line).
+    fn announce(&self, config: &ServeConfig, advertised: &str) -> Result<()> {
+        let show = |l: &Option<TcpListener>| -> Result<String> {
+            Ok(match l {
+                Some(l) => l.local_addr()?.to_string(),
+                None => "off".to_owned(),
+            })
+        };
+        tracing::info!(
+            kafka = %self.kafka.local_addr()?,
+            mqtt = %show(&self.mqtt)?,
+            mqtt_ws = %show(&self.mqtt_ws)?,
+            advertised = %advertised,
+            admin = %self.admin.local_addr()?,
+            data_dir = %config.data_dir.display(),
+            "strata listening"
+        );
+        Ok(())
+    }
+}
+
+/// Opens the broker on the data directory with the configured engines.
+async fn open_broker(config: &ServeConfig) -> Result<Arc<Broker>> {
     let mut broker_config = BrokerConfig::new(&config.data_dir);
     broker_config.auto_create_topics = config.auto_create_topics;
     broker_config.num_partitions = config.num_partitions;
@@ -61,9 +91,21 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         broker_config.s3 = config.s3.clone();
     }
     broker_config.maintenance_interval_ms = config.maintenance_interval_ms;
-    let broker = Broker::open(broker_config)
+    Broker::open(broker_config)
         .await
-        .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+        .with_context(|| format!("opening the data directory {}", config.data_dir.display()))
+}
+
+/// Runs until SIGINT or SIGTERM, then shuts down cleanly.
+pub async fn run(config: ServeConfig) -> Result<()> {
+    let listeners = Listeners::bind(&config).await?;
+    let (host, port) = config.advertised(listeners.kafka.local_addr()?)?;
+    descriptor_limit(&config);
+    let auth = match &config.mqtt.auth {
+        Some(path) => Auth::load(path)?,
+        None => Auth::open(),
+    };
+    let broker = open_broker(&config).await?;
 
     let registry = Registry::new();
     let metrics = KafkaMetrics::register(&registry)?;
@@ -79,21 +121,13 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     let mqtt = Mqtt::open(broker.clone(), config.mqtt.config.clone(), auth)
         .await
         .context("restoring the MQTT state")?;
-    let mqtt_addr = mqtt_listener.as_ref().map(|l| l.local_addr()).transpose()?;
-    let mqtt_ws_addr = mqtt_ws_listener
-        .as_ref()
-        .map(|l| l.local_addr())
-        .transpose()?;
-    let show = |a: Option<std::net::SocketAddr>| a.map_or("off".to_owned(), |a| a.to_string());
-    tracing::info!(
-        kafka = %kafka_addr,
-        mqtt = %show(mqtt_addr),
-        mqtt_ws = %show(mqtt_ws_addr),
-        advertised = %format!("{host}:{port}"),
-        admin = %admin_addr,
-        data_dir = %config.data_dir.display(),
-        "strata listening"
-    );
+    listeners.announce(&config, &format!("{host}:{port}"))?;
+    let Listeners {
+        kafka: kafka_listener,
+        admin: admin_listener,
+        mqtt: mqtt_listener,
+        mqtt_ws: mqtt_ws_listener,
+    } = listeners;
     let drain = strata_net::Drain::new();
     let mut kafka_task =
         tokio::spawn(kafka.serve(kafka_listener, config.kafka_max_connections, drain.clone()));
@@ -127,11 +161,18 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         r = &mut mqtt_ws_task => r.context("MQTT WebSocket listener task")?.context("MQTT WebSocket listener failed"),
         r = shutdown_signal() => r,
     };
-    // Stop accepting, let open connections finish the request in hand (a produce with
-    // acks=all is answered once durable), then close the engines.
-    let open = drain.open();
+    drain_connections(&drain, &config).await;
+    admin_task.abort();
+    mqtt_ws_task.abort();
+    shutdown(&broker).await?;
+    result
+}
+
+/// Stops accepting and lets open connections finish the request in hand (a produce with
+/// acks=all is answered once durable), up to the shutdown deadline.
+async fn drain_connections(drain: &strata_net::Drain, config: &ServeConfig) {
     tracing::info!(
-        connections = open,
+        connections = drain.open(),
         deadline_ms = config.shutdown_timeout.as_millis() as u64,
         "shutting down: draining connections"
     );
@@ -142,10 +183,6 @@ pub async fn run(config: ServeConfig) -> Result<()> {
             "connections still open at the shutdown deadline; closing them"
         );
     }
-    admin_task.abort();
-    mqtt_ws_task.abort();
-    shutdown(&broker).await?;
-    result
 }
 
 /// Raises the descriptor limit and warns once when it is still below what the connection
