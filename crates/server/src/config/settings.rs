@@ -135,7 +135,11 @@ pub struct MysqlSection {
     #[arg(long = "mysql-url", value_name = "URL")]
     pub url: Option<String>,
     /// Connections in the MySQL pool [default: 16].
-    #[arg(long = "mysql-max-connections", id = "mysql_max_connections")]
+    #[arg(
+        long = "mysql-max-connections",
+        id = "mysql_max_connections",
+        value_name = "MAX_CONNECTIONS"
+    )]
     pub max_connections: Option<u32>,
 }
 
