@@ -65,8 +65,10 @@ def free_port():
 class Server:
     """One `strata serve` process; restartable on the same ports and data directory."""
 
-    def __init__(self, data_dir, extra_args=(), nofile=None, binary=None):
+    def __init__(self, data_dir, extra_args=(), nofile=None, binary=None, env=None):
         self.binary = binary
+        # STRATA_* variables for the process; a setting they give is not also given as a flag.
+        self.env = dict(env or {})
         self.data_dir = str(data_dir)
         self.extra_args = list(extra_args)
         # (soft, hard) RLIMIT_NOFILE for the process, to test descriptor exhaustion.
@@ -97,17 +99,20 @@ class Server:
         return ("127.0.0.1", self.mqtt_ws_port)
 
     def start(self):
-        args = [
-            self.binary or strata_bin(), "serve",
-            "--data-dir", self.data_dir,
-            "--kafka-addr", f"127.0.0.1:{self.kafka_port}",
-            "--admin-addr", f"127.0.0.1:{self.admin_port}",
-            "--mqtt-addr", f"127.0.0.1:{self.mqtt_port}",
-            "--mqtt-ws-addr", f"127.0.0.1:{self.mqtt_ws_port}",
-            "--group-initial-rebalance-delay-ms", "300",
-            "--log-level", os.environ.get("STRATA_TEST_LOG", "info"),
-            *self.extra_args,
+        settings = [
+            ("--data-dir", self.data_dir),
+            ("--kafka-addr", f"127.0.0.1:{self.kafka_port}"),
+            ("--admin-addr", f"127.0.0.1:{self.admin_port}"),
+            ("--mqtt-addr", f"127.0.0.1:{self.mqtt_port}"),
+            ("--mqtt-ws-addr", f"127.0.0.1:{self.mqtt_ws_port}"),
+            ("--group-initial-rebalance-delay-ms", "300"),
+            ("--log-level", os.environ.get("STRATA_TEST_LOG", "info")),
         ]
+        args = [self.binary or strata_bin(), "serve"]
+        for flag, value in settings:
+            if "STRATA_" + flag[2:].upper().replace("-", "_") not in self.env:
+                args += [flag, value]
+        args += self.extra_args
         limit = None
         if self.nofile:
             import resource
@@ -115,7 +120,8 @@ class Server:
             def limit():
                 resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)
         self.proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     text=True, preexec_fn=limit)
+                                     text=True, preexec_fn=limit,
+                                     env={**os.environ, **self.env})
         ready = threading.Event()
 
         def pump(proc):

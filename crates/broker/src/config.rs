@@ -48,9 +48,9 @@ impl BrokerConfig {
             data_dir: data_dir.into(),
             node_id: 0,
             default_spec: StorageSpec::default(),
-            auto_create_topics: true,
-            num_partitions: 1,
-            group_initial_rebalance_delay_ms: 3000,
+            auto_create_topics: crate::DEFAULT_AUTO_CREATE_TOPICS,
+            num_partitions: crate::DEFAULT_NUM_PARTITIONS,
+            group_initial_rebalance_delay_ms: crate::DEFAULT_GROUP_INITIAL_REBALANCE_DELAY_MS,
             file_options: FileOptions::default(),
             #[cfg(feature = "rocksdb")]
             rocksdb: RocksOptions::default(),
@@ -58,7 +58,7 @@ impl BrokerConfig {
             mysql: None,
             #[cfg(feature = "s3")]
             s3: None,
-            maintenance_interval_ms: 30_000,
+            maintenance_interval_ms: crate::DEFAULT_MAINTENANCE_INTERVAL_MS,
         }
     }
 }

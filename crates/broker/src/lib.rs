@@ -29,3 +29,12 @@ pub use topic::{Partition, Topic, TopicMetrics, format_id};
 pub use topic_config::{
     ConfigEntry, ConfigSource, SUPPORTED as SUPPORTED_TOPIC_CONFIGS, TopicConfig,
 };
+
+/// Whether unknown topics are created on first use, unless configured.
+pub const DEFAULT_AUTO_CREATE_TOPICS: bool = true;
+/// Partitions of auto-created topics, unless configured.
+pub const DEFAULT_NUM_PARTITIONS: u32 = 1;
+/// How long a new group waits for more members before its first rebalance, in ms.
+pub const DEFAULT_GROUP_INITIAL_REBALANCE_DELAY_MS: u64 = 3000;
+/// How often retention, tiering uploads and compaction run, in ms, unless configured.
+pub const DEFAULT_MAINTENANCE_INTERVAL_MS: u64 = 30_000;

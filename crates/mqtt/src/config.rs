@@ -84,10 +84,10 @@ pub struct MqttConfig {
 impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
-            receive_maximum: 1024,
-            max_packet_size: 1 << 20,
-            max_keep_alive: 0,
-            topic_alias_max: 16,
+            receive_maximum: crate::DEFAULT_RECEIVE_MAXIMUM,
+            max_packet_size: crate::DEFAULT_MAX_PACKET_SIZE,
+            max_keep_alive: crate::DEFAULT_MAX_KEEP_ALIVE,
+            topic_alias_max: crate::DEFAULT_TOPIC_ALIAS_MAX,
             map: Vec::new(),
             connect_timeout: Duration::from_secs(10),
         }

@@ -42,6 +42,15 @@ pub use hub::{Hub, HubMetrics};
 /// descriptor).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 
+/// Receive Maximum: QoS 2 publishes a client may leave unreleased, unless configured.
+pub const DEFAULT_RECEIVE_MAXIMUM: u16 = 1024;
+/// Largest MQTT packet accepted, in bytes, unless configured.
+pub const DEFAULT_MAX_PACKET_SIZE: u32 = 1 << 20;
+/// Cap on keep alive in seconds, unless configured; 0 for none.
+pub const DEFAULT_MAX_KEEP_ALIVE: u16 = 0;
+/// Topic Alias Maximum for client-to-server aliases, unless configured.
+pub const DEFAULT_TOPIC_ALIAS_MAX: u16 = 16;
+
 /// The MQTT front end of one node.
 #[derive(Debug, Clone)]
 pub struct Mqtt {

@@ -36,6 +36,9 @@ use strata_storage::{
     first_record_at_or_after,
 };
 
+/// Connections in the pool, unless configured.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+
 /// How to reach the server.
 #[derive(Debug, Clone)]
 pub struct MysqlOptions {
@@ -52,7 +55,7 @@ impl MysqlOptions {
     pub fn new(url: impl Into<String>) -> Self {
         MysqlOptions {
             url: url.into(),
-            max_connections: 16,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             acquire_timeout: Duration::from_secs(5),
         }
     }
