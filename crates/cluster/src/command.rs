@@ -220,23 +220,37 @@ impl ClusterImage {
     }
 
     /// Sets the node's state and applies the partition changes `derive` computes from the
-    /// image so changed, all in one step: on a copy, so that a change the rules refuse (which
-    /// would be a fault of `derive`) leaves the image as it was.
+    /// image so changed, all in one step: every change is checked before any is made, so a
+    /// change the rules refuse (which would be a fault of `derive`) leaves the image as it was.
     fn transition(
         &mut self,
         id: NodeId,
         state: NodeState,
         derive: impl Fn(&ClusterImage, NodeId) -> Vec<PartitionChange>,
     ) -> Outcome {
-        let mut next = self.clone();
-        if let Some(node) = next.nodes.get_mut(&id) {
+        let Some(previous) = self.nodes.get(&id).map(|n| n.state) else {
+            return Err(Rejection::UnknownNode(id));
+        };
+        self.set_state(id, state);
+        let changes = derive(self, id);
+        let active = self.active_nodes();
+        if let Err(e) = changes
+            .iter()
+            .try_for_each(|c| self.check_change(c, &active))
+        {
+            self.set_state(id, previous);
+            return Err(e);
+        }
+        for change in &changes {
+            self.commit_change(change);
+        }
+        Ok(Reply::Applied)
+    }
+
+    fn set_state(&mut self, id: NodeId, state: NodeState) {
+        if let Some(node) = self.nodes.get_mut(&id) {
             node.state = state;
         }
-        for change in derive(&next, id) {
-            next.alter_partition(&change)?;
-        }
-        *self = next;
-        Ok(Reply::Applied)
     }
 
     fn check_assignment(&self, assignment: &[Vec<NodeId>], replication_factor: u16) -> Outcome {
@@ -333,11 +347,21 @@ impl ClusterImage {
     }
 
     fn alter_partition(&mut self, change: &PartitionChange) -> Outcome {
-        let active = self.active_nodes();
+        self.check_change(change, &self.active_nodes())?;
+        self.commit_change(change);
+        Ok(Reply::Applied)
+    }
+
+    /// Whether `change` applies to the image as it is, `active` being its active nodes.
+    fn check_change(
+        &self,
+        change: &PartitionChange,
+        active: &BTreeSet<NodeId>,
+    ) -> Result<(), Rejection> {
         let key = &change.key;
         let current = self
             .partitions
-            .get_mut(key)
+            .get(key)
             .ok_or_else(|| Rejection::UnknownPartition(key.clone()))?;
         if current.partition_epoch != change.expected_partition_epoch {
             return Err(Rejection::StalePartitionEpoch {
@@ -359,14 +383,20 @@ impl ClusterImage {
                 ));
             }
         }
-        check_isr(current, change, &active)?;
+        check_isr(current, change, active)
+    }
+
+    /// Makes a change that [`Self::check_change`] accepted.
+    fn commit_change(&mut self, change: &PartitionChange) {
+        let Some(current) = self.partitions.get_mut(&change.key) else {
+            return;
+        };
         if change.leader != current.leader {
             current.leader_epoch += 1;
         }
         current.leader = change.leader;
         current.isr = change.isr.clone();
         current.partition_epoch += 1;
-        Ok(Reply::Applied)
     }
 }
 

@@ -10,14 +10,15 @@ use std::time::Duration;
 
 use common::{register, topic};
 use strata_cluster::net::{AddressBook, Network, server};
+use strata_cluster::store::ImageReader;
 use strata_cluster::{ClusterImage, Command, NodeId, Raft, Reply, store};
 use strata_net::Drain;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 struct Node {
     raft: Raft,
-    image: watch::Receiver<Arc<ClusterImage>>,
+    image: ImageReader,
+    applied: tokio::sync::watch::Receiver<Option<strata_cluster::types::typ::LogId>>,
     drain: Drain,
 }
 
@@ -36,13 +37,19 @@ fn config() -> Arc<openraft::Config> {
 
 async fn start(id: NodeId, dir: &Path, listener: TcpListener, book: &AddressBook) -> Node {
     let (log, machine) = store::open(dir).await.unwrap();
-    let image = machine.subscribe();
+    let image = machine.reader();
+    let applied = machine.subscribe();
     let raft = Raft::new(id, config(), Network::new(book.clone()), log, machine)
         .await
         .unwrap();
     let drain = Drain::new();
     tokio::spawn(server::serve(listener, raft.clone(), drain.clone()));
-    Node { raft, image, drain }
+    Node {
+        raft,
+        image,
+        applied,
+        drain,
+    }
 }
 
 async fn leader(nodes: &BTreeMap<NodeId, Node>) -> NodeId {
@@ -65,13 +72,18 @@ async fn write(nodes: &BTreeMap<NodeId, Node>, command: Command) -> (u64, Reply)
     (r.log_id.index, r.data)
 }
 
-async fn applied(node: &Node, index: u64) -> Arc<ClusterImage> {
+async fn applied(node: &Node, index: u64) -> ClusterImage {
     node.raft
         .wait(Some(Duration::from_secs(10)))
         .applied_index_at_least(Some(index), "applied")
         .await
         .unwrap();
-    node.image.borrow().clone()
+    let seen = node.applied.borrow().map(|id| id.index);
+    assert!(
+        seen >= Some(index),
+        "the watch tells of the apply: {seen:?}"
+    );
+    node.image.read(ClusterImage::clone)
 }
 
 async fn stop(node: Node) {
@@ -151,8 +163,13 @@ async fn three_nodes_agree_survive_a_stopped_node_and_catch_it_up() {
     let image = applied(&back, index).await;
     assert!(image.topics.contains_key("t"));
     assert_eq!(
-        *image,
-        *nodes.values().next().unwrap().image.borrow().clone()
+        image,
+        nodes
+            .values()
+            .next()
+            .unwrap()
+            .image
+            .read(ClusterImage::clone)
     );
     nodes.insert(old, back);
     for node in std::mem::take(&mut nodes).into_values() {
@@ -160,7 +177,7 @@ async fn three_nodes_agree_survive_a_stopped_node_and_catch_it_up() {
     }
 }
 
-async fn all_applied(nodes: &BTreeMap<NodeId, Node>, index: u64) -> Vec<Arc<ClusterImage>> {
+async fn all_applied(nodes: &BTreeMap<NodeId, Node>, index: u64) -> Vec<ClusterImage> {
     let mut out = Vec::new();
     for node in nodes.values() {
         out.push(applied(node, index).await);

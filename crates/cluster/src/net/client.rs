@@ -161,20 +161,36 @@ impl Peer {
 type RpcResult<T, E = openraft::error::Infallible> =
     Result<T, RPCError<NodeId, EmptyNode, RaftError<NodeId, E>>>;
 
+impl Peer {
+    /// One RPC: `answer` picks the peer's result out of the response, `None` for a response
+    /// to another request.
+    async fn rpc<T, E: std::error::Error>(
+        &mut self,
+        request: Request,
+        option: RPCOption,
+        answer: impl FnOnce(Response) -> Option<Result<T, RaftError<NodeId, E>>>,
+    ) -> RpcResult<T, E> {
+        match self.call(request, option.hard_ttl()).await {
+            Ok(response) => match answer(response) {
+                Some(r) => r.map_err(|e| self.remote(e)),
+                None => Err(self.unexpected()),
+            },
+            Err(e) => Err(e.into_rpc()),
+        }
+    }
+}
+
 impl RaftNetwork<TypeConfig> for Peer {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
-        match self
-            .call(Request::AppendEntries(rpc), option.hard_ttl())
-            .await
-        {
-            Ok(Response::AppendEntries(r)) => r.map_err(|e| self.remote(e)),
-            Ok(_) => Err(self.unexpected()),
-            Err(e) => Err(e.into_rpc()),
-        }
+        self.rpc(Request::AppendEntries(rpc), option, |r| match r {
+            Response::AppendEntries(r) => Some(r),
+            _ => None,
+        })
+        .await
     }
 
     async fn install_snapshot(
@@ -182,14 +198,11 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        match self
-            .call(Request::InstallSnapshot(rpc), option.hard_ttl())
-            .await
-        {
-            Ok(Response::InstallSnapshot(r)) => r.map_err(|e| self.remote(e)),
-            Ok(_) => Err(self.unexpected()),
-            Err(e) => Err(e.into_rpc()),
-        }
+        self.rpc(Request::InstallSnapshot(rpc), option, |r| match r {
+            Response::InstallSnapshot(r) => Some(r),
+            _ => None,
+        })
+        .await
     }
 
     async fn vote(
@@ -197,10 +210,10 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>> {
-        match self.call(Request::Vote(rpc), option.hard_ttl()).await {
-            Ok(Response::Vote(r)) => r.map_err(|e| self.remote(e)),
-            Ok(_) => Err(self.unexpected()),
-            Err(e) => Err(e.into_rpc()),
-        }
+        self.rpc(Request::Vote(rpc), option, |r| match r {
+            Response::Vote(r) => Some(r),
+            _ => None,
+        })
+        .await
     }
 }

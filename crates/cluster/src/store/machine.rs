@@ -2,15 +2,17 @@
 //!
 //! The image lives in memory. It is made durable by snapshots (a file replaced atomically)
 //! and by the log: at start openraft applies the committed entries after the snapshot again.
+//! Readers see it through an [`ImageReader`] and learn of changes from a watch of the last
+//! applied log id, so applying an entry changes the image in place instead of copying it.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
 
 use super::{io, meta};
 use crate::command::Reply;
@@ -30,7 +32,7 @@ struct StoredSnapshot {
 
 #[derive(Debug)]
 struct Machine {
-    image: Arc<ClusterImage>,
+    image: ClusterImage,
     last_applied: Option<typ::LogId>,
     membership: typ::StoredMembership,
     snapshot: Option<StoredSnapshot>,
@@ -41,9 +43,20 @@ struct Machine {
 /// The cluster image as the Raft group's state machine. Clones share one machine.
 #[derive(Clone, Debug)]
 pub struct StateMachine {
-    machine: Arc<Mutex<Machine>>,
+    machine: Arc<RwLock<Machine>>,
     dir: PathBuf,
-    image: watch::Sender<Arc<ClusterImage>>,
+    applied: watch::Sender<Option<typ::LogId>>,
+}
+
+/// Read access to the image a [`StateMachine`] holds.
+#[derive(Clone, Debug)]
+pub struct ImageReader(Arc<RwLock<Machine>>);
+
+impl ImageReader {
+    /// Runs `f` on the image as last applied (applying waits meanwhile: keep `f` short).
+    pub fn read<R>(&self, f: impl FnOnce(&ClusterImage) -> R) -> R {
+        f(&self.0.read().unwrap_or_else(|e| e.into_inner()).image)
+    }
 }
 
 impl StateMachine {
@@ -52,29 +65,42 @@ impl StateMachine {
         let snapshot: Option<StoredSnapshot> = meta::read(&dir.join("snapshot"), SNAPSHOT)
             .map_err(|e| StorageIOError::read_snapshot(None, &io(e)))?;
         let mut machine = Machine {
-            image: Arc::default(),
+            image: ClusterImage::default(),
             last_applied: None,
             membership: typ::StoredMembership::default(),
             snapshot: None,
             built: 0,
         };
         if let Some(s) = snapshot {
-            machine.image = Arc::new(decode(&s)?);
+            machine.image = decode(&s)?;
             machine.last_applied = s.meta.last_log_id;
             machine.membership = s.meta.last_membership.clone();
             machine.snapshot = Some(s);
         }
-        let (image, _) = watch::channel(machine.image.clone());
+        let (applied, _) = watch::channel(machine.last_applied);
         Ok(Self {
-            machine: Arc::new(Mutex::new(machine)),
+            machine: Arc::new(RwLock::new(machine)),
             dir: dir.to_owned(),
-            image,
+            applied,
         })
     }
 
-    /// The image as last applied, and every later one.
-    pub fn subscribe(&self) -> watch::Receiver<Arc<ClusterImage>> {
-        self.image.subscribe()
+    /// The image, to read.
+    pub fn reader(&self) -> ImageReader {
+        ImageReader(self.machine.clone())
+    }
+
+    /// The last applied log id, and every later one: the image changed with it.
+    pub fn subscribe(&self) -> watch::Receiver<Option<typ::LogId>> {
+        self.applied.subscribe()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Machine> {
+        self.machine.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Machine> {
+        self.machine.write().unwrap_or_else(|e| e.into_inner())
     }
 
     fn persist(&self, snapshot: &StoredSnapshot) -> StorageResult<()> {
@@ -91,19 +117,15 @@ fn decode(s: &StoredSnapshot) -> StorageResult<ClusterImage> {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
-        // One consistent copy: the image with the index and membership it was applied to.
-        let (image, last_applied, membership, built) = {
-            let mut m = self.machine.lock().await;
+        // One consistent view: the image encoded with the index and membership it was
+        // applied to, under one lock.
+        let (data, last_applied, membership, built) = {
+            let mut m = self.write();
             m.built += 1;
-            (
-                m.image.clone(),
-                m.last_applied,
-                m.membership.clone(),
-                m.built,
-            )
+            let data = serde_json::to_vec(&m.image)
+                .map_err(|e| StorageIOError::read_state_machine(&io(e)))?;
+            (data, m.last_applied, m.membership.clone(), m.built)
         };
-        let data =
-            serde_json::to_vec(&*image).map_err(|e| StorageIOError::read_state_machine(&io(e)))?;
         let snapshot_id = match last_applied {
             Some(id) => format!("{}-{}-{built}", id.leader_id, id.index),
             None => format!("--{built}"),
@@ -121,7 +143,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             meta: stored.meta.clone(),
             snapshot: Box::new(Cursor::new(stored.data.clone())),
         };
-        self.machine.lock().await.snapshot = Some(stored);
+        self.write().snapshot = Some(stored);
         Ok(out)
     }
 }
@@ -132,7 +154,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn applied_state(
         &mut self,
     ) -> StorageResult<(Option<typ::LogId>, typ::StoredMembership)> {
-        let m = self.machine.lock().await;
+        let m = self.read();
         Ok((m.last_applied, m.membership.clone()))
     }
 
@@ -140,15 +162,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     where
         I: IntoIterator<Item = typ::Entry> + Send,
     {
-        let mut m = self.machine.lock().await;
+        let mut m = self.write();
         let mut replies = Vec::new();
         for entry in entries {
             m.last_applied = Some(entry.log_id);
             let reply = match entry.payload {
                 EntryPayload::Blank => Reply::Applied,
-                EntryPayload::Normal(command) => {
-                    Arc::make_mut(&mut m.image).apply(&command, entry.log_id.index)
-                }
+                EntryPayload::Normal(command) => m.image.apply(&command, entry.log_id.index),
                 EntryPayload::Membership(membership) => {
                     m.membership = typ::StoredMembership::new(Some(entry.log_id), membership);
                     Reply::Applied
@@ -156,7 +176,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             replies.push(reply);
         }
-        self.image.send_replace(m.image.clone());
+        let applied = m.last_applied;
+        drop(m);
+        self.applied.send_replace(applied);
         Ok(replies)
     }
 
@@ -179,17 +201,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         };
         let image = decode(&stored)?;
         self.persist(&stored)?;
-        let mut m = self.machine.lock().await;
-        m.image = Arc::new(image);
-        m.last_applied = meta.last_log_id;
-        m.membership = meta.last_membership.clone();
-        m.snapshot = Some(stored);
-        self.image.send_replace(m.image.clone());
+        {
+            let mut m = self.write();
+            m.image = image;
+            m.last_applied = meta.last_log_id;
+            m.membership = meta.last_membership.clone();
+            m.snapshot = Some(stored);
+        }
+        self.applied.send_replace(meta.last_log_id);
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
-        let m = self.machine.lock().await;
+        let m = self.read();
         Ok(m.snapshot.as_ref().map(|s| Snapshot {
             meta: s.meta.clone(),
             snapshot: Box::new(Cursor::new(s.data.clone())),

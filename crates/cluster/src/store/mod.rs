@@ -13,7 +13,7 @@ mod meta;
 use std::path::Path;
 
 pub use log::LogStore;
-pub use machine::StateMachine;
+pub use machine::{ImageReader, StateMachine};
 
 use crate::types::typ;
 
