@@ -344,9 +344,7 @@ pub fn wal_files(path: &Path) -> Vec<PathBuf> {
 
 impl RocksEngine {
     fn shard(&self, id: &ShardId) -> Result<Arc<Shard>> {
-        if self.db.sync.gate.is_closed() {
-            return Err(StorageError::Closed);
-        }
+        self.db.sync.gate.check_open()?;
         self.shards
             .read()
             .get(id)
@@ -772,9 +770,7 @@ impl Engine for RocksEngine {
     }
 
     async fn maintain(&self, now_ms: i64) -> Result<Maintenance> {
-        if self.db.sync.gate.is_closed() {
-            return Err(StorageError::Closed);
-        }
+        self.db.sync.gate.check_open()?;
         let shards: Vec<_> = self
             .shards
             .read()

@@ -122,14 +122,21 @@ impl Inner {
             return Ok(());
         }
         let this = *seq + 1;
-        let plan = plan(self.model, this, next_object, &items, ops);
-        match self.upload(this, &plan).await {
+        let CommitPlan {
+            index,
+            log_data,
+            puts,
+        } = plan(self.model, this, next_object, &items, ops);
+        // The log object takes the planned data by move: the index and footer are appended
+        // to it, not to a copy.
+        let log = format::encode_log(log_data, &index);
+        match self.upload(this, log, &puts).await {
             Ok((puts, put_bytes)) => {
                 *seq = this;
                 let mut st = self.state.lock();
                 st.puts += puts;
                 st.put_bytes += put_bytes;
-                if let Err(e) = st.apply(&plan.index) {
+                if let Err(e) = st.apply(&index) {
                     st.gate.poison(format!("cannot apply commit {this}: {e}"));
                 }
                 st.seq = this;
@@ -166,12 +173,19 @@ impl Inner {
     /// PUTs the plan's data objects (up to 16 at a time), then creates its log object
     /// `log/<seq>`, which fails with `AlreadyExists` if another writer has it. Returns the
     /// number of objects and bytes written.
-    async fn upload(&self, seq: u64, plan: &CommitPlan) -> object_store::Result<(u64, u64)> {
-        let log_bytes = format::encode_log(plan.log_data.clone(), &plan.index);
-        let puts = plan.puts.len() as u64 + 1;
-        let bytes =
-            plan.puts.iter().map(|(_, b)| b.len() as u64).sum::<u64>() + log_bytes.len() as u64;
-        let data: Vec<_> = (plan.puts.iter())
+    async fn upload(
+        &self,
+        seq: u64,
+        log_bytes: Bytes,
+        data_objects: &[(String, Bytes)],
+    ) -> object_store::Result<(u64, u64)> {
+        let puts = data_objects.len() as u64 + 1;
+        let bytes = data_objects
+            .iter()
+            .map(|(_, b)| b.len() as u64)
+            .sum::<u64>()
+            + log_bytes.len() as u64;
+        let data: Vec<_> = (data_objects.iter())
             .map(|(key, data)| (self.path(key), data.clone()))
             .collect();
         futures::stream::iter(data.into_iter().map(|(path, data)| async move {
@@ -253,7 +267,7 @@ mod tests {
     }
 
     #[test]
-    fn dedicated_model_writes_one_object_per_shard_before_the_log() {
+    fn dedicated_model_plans_one_data_object_per_shard() {
         let items = [item(2, 0, 10), item(1, 5, 20), item(2, 2, 30)];
         let plan = plan(Model::Dedicated, 7, 40, &items, Vec::new());
         assert_eq!(

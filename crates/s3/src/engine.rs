@@ -421,9 +421,7 @@ impl Engine for S3Engine {
 
     async fn bounds(&self, id: &ShardId) -> Result<Bounds> {
         let st = self.inner.state.lock();
-        if st.gate.is_closed() {
-            return Err(StorageError::Closed);
-        }
+        st.gate.check_open()?;
         let no = st.no(id)?;
         Ok(st.shards[&no].bounds())
     }
@@ -542,9 +540,7 @@ impl Engine for S3Engine {
     async fn close(&self) -> Result<()> {
         let inner = &self.inner;
         let mut seq = inner.log.lock().await;
-        if inner.state.lock().gate.is_closed() {
-            return Err(StorageError::Closed);
-        }
+        inner.state.lock().gate.check_open()?;
         let flushed = inner.commit(&mut seq, Vec::new(), Vec::new()).await;
         let checkpointed = match &flushed {
             Ok(()) => inner.checkpoint(&mut seq).await,

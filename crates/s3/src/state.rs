@@ -682,9 +682,7 @@ impl State {
         max_bytes: usize,
         read_ahead: usize,
     ) -> Result<ReadPlan> {
-        if self.gate.is_closed() {
-            return Err(StorageError::Closed);
-        }
+        self.gate.check_open()?;
         let no = self.no(id)?;
         let s = &self.shards[&no];
         let bounds = s.bounds();

@@ -5,8 +5,8 @@
 //! page cache may have dropped the data, so a later successful sync would prove nothing (fjall's
 //! `Poisoned`, redb's `PreviousIo`). A closed engine refuses writes with [`StorageError::Closed`].
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 
 use crate::{Result, StorageError};
 
@@ -15,7 +15,7 @@ use crate::{Result, StorageError};
 #[derive(Debug, Default)]
 pub struct WriteGate {
     closed: AtomicBool,
-    poisoned: OnceLock<Arc<str>>,
+    poisoned: OnceLock<String>,
 }
 
 impl WriteGate {
@@ -30,10 +30,16 @@ impl WriteGate {
     /// `Ok` if writes may go ahead: [`StorageError::Closed`] once closed, else
     /// [`StorageError::Poisoned`] with the first reason once poisoned.
     pub fn check(&self) -> Result<()> {
+        self.check_open()?;
+        self.check_poisoned()
+    }
+
+    /// [`StorageError::Closed`] once closed, whether poisoned or not.
+    pub fn check_open(&self) -> Result<()> {
         if self.is_closed() {
             return Err(StorageError::Closed);
         }
-        self.check_poisoned()
+        Ok(())
     }
 
     /// [`StorageError::Poisoned`] with the first reason once poisoned, whether closed or not.
@@ -48,13 +54,13 @@ impl WriteGate {
     /// (with this failure's reason; the gate keeps the first one).
     pub fn poison(&self, why: impl Into<String>) -> StorageError {
         let why = why.into();
-        self.poisoned.get_or_init(|| Arc::from(why.as_str()));
+        self.poisoned.get_or_init(|| why.clone());
         StorageError::Poisoned(why)
     }
 
     /// The first poisoning reason, if any.
     pub fn poisoned(&self) -> Option<&str> {
-        self.poisoned.get().map(|w| &**w)
+        self.poisoned.get().map(String::as_str)
     }
 
     /// Closes the gate; true if this call closed it, false if it was closed already.

@@ -18,7 +18,7 @@ mod spec;
 pub mod testkit;
 mod util;
 
-pub use util::{first_record_at_or_after, now_ms, write_atomic, write_replace};
+pub use util::{first_record_at_or_after, now_ms, write_replace};
 
 pub use engine::{
     Appended, Bounds, Engine, EngineStats, FileRegion, LEADER_EPOCH, MAX_BATCH_BYTES, Maintenance,

@@ -83,24 +83,6 @@ impl ShardNo {
     }
 }
 
-impl From<u64> for ShardNo {
-    fn from(no: u64) -> Self {
-        ShardNo(no)
-    }
-}
-
-impl From<u32> for ShardNo {
-    fn from(no: u32) -> Self {
-        ShardNo(u64::from(no))
-    }
-}
-
-impl From<ShardNo> for u64 {
-    fn from(no: ShardNo) -> Self {
-        no.0
-    }
-}
-
 impl fmt::Display for ShardNo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)

@@ -55,7 +55,7 @@ pub(crate) fn fsync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Replaces `path` atomically: write a temporary file, fsync it, rename, fsync the directory.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     write_replace(path, contents, true)
 }
 

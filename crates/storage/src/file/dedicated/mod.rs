@@ -284,15 +284,8 @@ impl DedicatedEngine {
         })
     }
 
-    fn live(&self) -> Result<()> {
-        if self.ctx.syncer.gate().is_closed() {
-            return Err(StorageError::Closed);
-        }
-        Ok(())
-    }
-
     fn shard(&self, id: &ShardId) -> Result<Arc<ShardLog>> {
-        self.live()?;
+        self.ctx.syncer.gate().check_open()?;
         self.shards
             .read()
             .get(id)
@@ -340,8 +333,7 @@ impl Engine for DedicatedEngine {
     }
 
     async fn create_shard(&self, id: &ShardId, spec: &StorageSpec) -> Result<()> {
-        self.live()?;
-        self.ctx.syncer.check()?;
+        self.ctx.syncer.gate().check()?;
         spec.check_held_by(EngineKind::File, Model::Dedicated)?;
         self.check_tier(spec)?;
         if self.shards.read().contains_key(id) {
@@ -398,8 +390,7 @@ impl Engine for DedicatedEngine {
     }
 
     async fn delete_shard(&self, id: &ShardId) -> Result<()> {
-        self.live()?;
-        self.ctx.syncer.check()?;
+        self.ctx.syncer.gate().check()?;
         let log = self
             .shards
             .write()
@@ -438,7 +429,7 @@ impl Engine for DedicatedEngine {
     }
 
     async fn shards(&self) -> Result<Vec<(ShardId, StorageSpec)>> {
-        self.live()?;
+        self.ctx.syncer.gate().check_open()?;
         Ok(self
             .shards
             .read()
@@ -501,7 +492,7 @@ impl Engine for DedicatedEngine {
     }
 
     async fn maintain(&self, now_ms: i64) -> Result<Maintenance> {
-        self.live()?;
+        self.ctx.syncer.gate().check_open()?;
         let logs: Vec<_> = self.shards.read().values().cloned().collect();
         let mut report = Maintenance::default();
         for log in logs {

@@ -382,7 +382,7 @@ fn decode(c: &mut Cursor<'_>) -> Option<Result<Restored>> {
     table.slots.resize_with(next_no as usize, || None);
     let mut topics: HashMap<String, Arc<str>> = HashMap::new();
     for _ in 0..shard_count {
-        let no = ShardNo::from(c.u32()?);
+        let no = ShardNo(u64::from(c.u32()?));
         let len = c.u16()? as usize;
         let topic = std::str::from_utf8(c.take(len)?).ok()?;
         let topic = topics

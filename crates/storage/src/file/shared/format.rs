@@ -117,7 +117,7 @@ pub(super) fn parse_header(h: &[u8]) -> Option<Header> {
     }
     Some(Header {
         kind: Kind::from_u8(h[8])?,
-        shard: ShardNo::from(u32::from_le_bytes(h[9..13].try_into().ok()?)),
+        shard: ShardNo(u64::from(u32::from_le_bytes(h[9..13].try_into().ok()?))),
         body_len,
         crc: u32::from_le_bytes(h[4..8].try_into().ok()?),
     })
