@@ -8,6 +8,7 @@
 #
 #   --quick           a smoke run of a few seconds: every mode, tiny sizes
 #   STRATA_BIN, STRATA_BENCH_BIN  the strata and strata-bench binaries (default: built here)
+#   STRATA_BENCH_ONLY a regular expression: run only the cases whose label matches
 #   STRATA_BENCH_DIR  folder for the node's throwaway data directory and the engine references
 #                     (default: target/bench-data); put it on the disk you mean to measure
 #   STRATA_BENCH_REPEATS  run the whole set this many times, interleaved (default 1); one run

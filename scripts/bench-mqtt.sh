@@ -7,6 +7,7 @@
 #
 #   --quick           a smoke run of a few seconds: every case, tiny sizes
 #   STRATA_BIN, STRATA_BENCH_BIN  the strata and strata-bench binaries (default: built here)
+#   STRATA_BENCH_ONLY a regular expression: run only the cases whose label matches
 #   STRATA_BENCH_REPEATS  run the whole set this many times, interleaved (default 1)
 #   STRATA_BENCH_CONNECTIONS  idle connections of the connections case (default 50000)
 #
@@ -33,7 +34,6 @@ start_node() {
   bench_node_start "$node_dir" "$log" --mqtt-addr 127.0.0.1:0
   addr="$(bench_node_addr "$log" mqtt)"
 }
-stop_node() { bench_node_stop; }
 finish() {
   bench_node_stop
   bench_node_warnings bench-mqtt "$node_dir"/serve-*.log
@@ -66,7 +66,7 @@ for _ in $(seq 1 "$repeats"); do
     case_ quick/qos1/2-2/100B --qos 1 --publishers 2 --subscribers 2 --messages 1000
     case_ quick/latency/qos0/100B/1000 --case latency --rate 1000 --duration-secs 1
     # Memory per connection is measured on a fresh node: freed memory is not given back.
-    stop_node; start_node
+    bench_node_stop; start_node
     case_ quick/connections/200 --case connections --connections 200
   else
     # Throughput: 1 publisher → 1 subscriber, and 4 → 4 (each subscriber gets every message).
@@ -80,9 +80,9 @@ for _ in $(seq 1 "$repeats"); do
     case_ latency/qos1/100B/10000 --case latency --qos 1 --rate 10000 --duration-secs 10
     # Idle connections: server memory per connection, on a fresh node (a node's freed memory
     # is not given back to the OS, so a second run would read near zero).
-    stop_node; start_node
+    bench_node_stop; start_node
     case_ "connections/$conns" --case connections --connections "$conns"
-    stop_node; start_node
+    bench_node_stop; start_node
   fi
 done
 bench_summary bench-mqtt

@@ -34,10 +34,10 @@ case_() {
 low_fd_case() {
   local limit="$1" label="$2"
   shift 2
-  bench_run "$label (ulimit -n $limit)" low_fd "$limit" "$STRATA_BENCH_BIN" storage \
+  bench_run "$label" low_fd "$limit" "$STRATA_BENCH_BIN" storage \
     --label "$label" --dir "$data" --jsonl "$results" "$@"
 }
-low_fd() { (ulimit -n "$1" && shift && exec "$@"); }
+low_fd() { echo "   (ulimit -n $1)" >&2; (ulimit -n "$1" && shift && exec "$@"); }
 
 file_models=(dedicated shared)
 

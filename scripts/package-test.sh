@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the Debian package from the release binary, installs it with dpkg -i, starts the
+# Builds the Debian package from the $STRATA_PACKAGE_PROFILE build, installs it with dpkg -i, starts the
 # installed binary as the `strata` user with the packaged /etc/strata/strata.toml (listeners
 # moved to free local ports), and round-trips one message with kcat.
 #

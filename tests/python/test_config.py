@@ -8,6 +8,7 @@ from confluent_kafka.admin import AdminClient
 
 from conftest import Server, free_port, strata_bin, unique
 from helpers import produce
+from mqtt_helpers import V311, connect_packet
 from test_listeners import closed_by_server
 
 
@@ -36,6 +37,11 @@ def test_the_environment_overrides_the_file_and_flags_override_both(tmp_path):
         time.sleep(0.3)
         extra = socket.create_connection(server.mqtt_addr)
         assert closed_by_server(extra), "a third MQTT connection was served"
+        # Both held connections are served (the file's 1 did not win): each gets a CONNACK.
+        for i, s in enumerate(held):
+            s.settimeout(5)
+            s.sendall(connect_packet(f"envcfg-{i}", version=V311))
+            assert s.recv(4)[:1] == b"\x20", f"held connection {i} got no CONNACK"
         for s in [*held, extra]:
             s.close()
     finally:

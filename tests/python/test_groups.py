@@ -1,5 +1,6 @@
 """Consumer groups: partitions split between members, rebalances, committed offsets."""
 
+import itertools
 import time
 
 from confluent_kafka import Consumer, TopicPartition
@@ -83,10 +84,6 @@ def test_committed_offsets_resume_after_restart(server):
         consumer_timeout_ms=10000,
     )
     # The timeout only bounds a failure: a resume from the wrong offset shows in the first 12.
-    rest = []
-    for m in k:
-        rest.append(m.value)
-        if len(rest) == len(values) - 8:
-            break
+    rest = [m.value for m in itertools.islice(k, len(values) - 8)]
     k.close()
     assert rest == values[8:]

@@ -7,6 +7,7 @@
 
 pub mod host;
 pub mod kafka;
+pub mod latency;
 pub mod mqtt;
 pub mod report;
 pub mod size;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use prometheus::Registry;
-use strata_broker::{Broker, BrokerConfig};
+use strata_broker::Broker;
 use strata_kafka::{Kafka, KafkaConfig, KafkaMetrics};
 use strata_mqtt::{Auth, Mqtt};
 use tokio::net::TcpListener;
@@ -24,31 +24,17 @@ impl Listeners {
     /// Binds every listener; a node that cannot bind its ports fails before it touches the
     /// data directory.
     async fn bind(config: &ServeConfig) -> Result<Self> {
-        let kafka = TcpListener::bind(&config.kafka_addr)
-            .await
-            .with_context(|| format!("binding the Kafka listener to {}", config.kafka_addr))?;
-        let admin = TcpListener::bind(&config.admin_addr)
-            .await
-            .with_context(|| format!("binding the admin listener to {}", config.admin_addr))?;
         let mqtt = match &config.mqtt.addr {
-            Some(a) => Some(
-                TcpListener::bind(a)
-                    .await
-                    .with_context(|| format!("binding the MQTT listener to {a}"))?,
-            ),
+            Some(a) => Some(bind(a, "MQTT").await?),
             None => None,
         };
         let mqtt_ws = match &config.mqtt.ws_addr {
-            Some(a) => Some(
-                TcpListener::bind(a)
-                    .await
-                    .with_context(|| format!("binding the MQTT WebSocket listener to {a}"))?,
-            ),
+            Some(a) => Some(bind(a, "MQTT WebSocket").await?),
             None => None,
         };
         Ok(Self {
-            kafka,
-            admin,
+            kafka: bind(&config.kafka_addr, "Kafka").await?,
+            admin: bind(&config.admin_addr, "admin").await?,
             mqtt,
             mqtt_ws,
         })
@@ -68,32 +54,27 @@ impl Listeners {
             mqtt_ws = %show(&self.mqtt_ws)?,
             advertised = %advertised,
             admin = %self.admin.local_addr()?,
-            data_dir = %config.data_dir.display(),
+            data_dir = %config.broker.data_dir.display(),
             "strata listening"
         );
         Ok(())
     }
 }
 
+async fn bind(addr: &str, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} listener to {addr}"))
+}
+
 /// Opens the broker on the data directory with the configured engines.
 async fn open_broker(config: &ServeConfig) -> Result<Arc<Broker>> {
-    let mut broker_config = BrokerConfig::new(&config.data_dir);
-    broker_config.auto_create_topics = config.auto_create_topics;
-    broker_config.num_partitions = config.num_partitions;
-    broker_config.default_spec = config.default_spec;
-    broker_config.group_initial_rebalance_delay_ms = config.group_initial_rebalance_delay_ms;
-    #[cfg(feature = "mysql")]
-    {
-        broker_config.mysql = config.mysql.clone();
-    }
-    #[cfg(feature = "s3")]
-    {
-        broker_config.s3 = config.s3.clone();
-    }
-    broker_config.maintenance_interval_ms = config.maintenance_interval_ms;
-    Broker::open(broker_config)
-        .await
-        .with_context(|| format!("opening the data directory {}", config.data_dir.display()))
+    Broker::open(config.broker.clone()).await.with_context(|| {
+        format!(
+            "opening the data directory {}",
+            config.broker.data_dir.display()
+        )
+    })
 }
 
 /// Runs until SIGINT or SIGTERM, then shuts down cleanly.
@@ -122,16 +103,10 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         .await
         .context("restoring the MQTT state")?;
     listeners.announce(&config, &format!("{host}:{port}"))?;
-    let Listeners {
-        kafka: kafka_listener,
-        admin: admin_listener,
-        mqtt: mqtt_listener,
-        mqtt_ws: mqtt_ws_listener,
-    } = listeners;
     let drain = strata_net::Drain::new();
     let mut kafka_task =
-        tokio::spawn(kafka.serve(kafka_listener, config.kafka_max_connections, drain.clone()));
-    if let Some(l) = mqtt_listener {
+        tokio::spawn(kafka.serve(listeners.kafka, config.kafka_max_connections, drain.clone()));
+    if let Some(l) = listeners.mqtt {
         drain.spawn(
             mqtt.clone()
                 .serve_tcp(l, config.mqtt.max_connections, drain.clone()),
@@ -141,14 +116,14 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         let mqtt = mqtt.clone();
         let drain = drain.clone();
         async move {
-            match mqtt_ws_listener {
+            match listeners.mqtt_ws {
                 Some(l) => mqtt.serve_ws(l, drain).await,
                 None => std::future::pending().await,
             }
         }
     });
     let mut admin_task = tokio::spawn(admin::serve(
-        admin_listener,
+        listeners.admin,
         AdminState {
             broker: broker.clone(),
             registry,

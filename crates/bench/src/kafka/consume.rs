@@ -16,7 +16,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::args::Plan;
 use super::values::{is_warmup, stamp_of};
-use crate::storage::measure::Latencies;
+use crate::latency::Latencies;
 
 /// librdkafka stops fetching a partition whose local queue is over `queued.min.messages` and,
 /// since 2.1, waits `fetch.queue.backoff.ms` (default 1000) before fetching it again. A

@@ -20,7 +20,7 @@ use strata_storage::{Engine, EngineKind, Model, Piece, ShardId, StorageSpec};
 use tokio::sync::Barrier;
 
 use super::values::fill_pseudo_random;
-use crate::storage::measure::Latencies;
+use crate::latency::Latencies;
 
 /// Distinct batches appended in turn.
 const POOL: usize = 16;

@@ -28,7 +28,7 @@ pub use args::{Acks, Codec, DurabilityArg, EngineArg, KafkaArgs, Mode, ModelArg,
 pub use report::Report;
 
 use crate::host::Host;
-use crate::storage::measure::Latencies;
+use crate::latency::Latencies;
 
 use admin::Admin;
 use consume::{Consumed, EndToEnd};

@@ -23,7 +23,7 @@ use super::args::{Amount, Plan};
 use super::pace::{self, Lag, Schedule};
 use super::stats::BatchTotals;
 use super::values::Values;
-use crate::storage::measure::Latencies;
+use crate::latency::Latencies;
 
 /// How often librdkafka reports statistics, in milliseconds.
 const STATS_INTERVAL_MS: u64 = 100;

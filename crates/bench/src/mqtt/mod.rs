@@ -30,7 +30,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::host::{Host, nofile_limit};
-use crate::storage::measure::Latencies;
+use crate::latency::Latencies;
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

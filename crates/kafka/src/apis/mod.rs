@@ -299,9 +299,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_api_is_listed_once_with_its_own_name_and_a_version_range() {
+    fn every_api_is_listed_once_with_a_version_range() {
         for (i, a) in SUPPORTED_APIS.iter().enumerate() {
-            assert_eq!(a.name, format!("{:?}", a.key));
             assert!(a.min <= a.max, "{}", a.name);
             assert!(
                 SUPPORTED_APIS[..i].iter().all(|b| b.key != a.key),

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use strata_broker::BrokerConfig;
 use strata_mqtt::MqttConfig;
 use strata_storage::{Durability, EngineKind, Model, StorageSpec};
 
@@ -52,29 +53,31 @@ pub struct MqttSettings {
 /// Resolved settings.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    pub data_dir: PathBuf,
+    /// What the broker is opened with: the data directory, topic and group defaults, and
+    /// the engines' connections.
+    pub broker: BrokerConfig,
     pub kafka_addr: String,
     pub kafka_advertised_addr: Option<String>,
     pub admin_addr: String,
     pub log_level: String,
-    pub auto_create_topics: bool,
-    pub num_partitions: u32,
-    pub default_spec: StorageSpec,
-    pub group_initial_rebalance_delay_ms: u64,
     pub max_request_bytes: usize,
     pub kafka_max_connections: usize,
     pub shutdown_timeout: Duration,
     pub mqtt: MqttSettings,
-    #[cfg(feature = "mysql")]
-    pub mysql: Option<strata_mysql::MysqlOptions>,
-    #[cfg(feature = "s3")]
-    pub s3: Option<strata_s3::S3Options>,
-    pub maintenance_interval_ms: u64,
 }
 
-/// A setting that `Settings::defaults` gives a value.
-fn set<T>(value: Option<T>, key: &str) -> Result<T> {
-    value.with_context(|| format!("{key} has no default"))
+/// The value of a setting that `Settings::defaults` gives a value (an error names the field
+/// if it did not).
+macro_rules! set {
+    (&$s:ident . $field:ident) => {
+        $s.$field
+            .as_ref()
+            .with_context(|| concat!(stringify!($field), " has no default"))?
+    };
+    ($s:ident . $field:ident) => {
+        $s.$field
+            .with_context(|| concat!(stringify!($field), " has no default"))?
+    };
 }
 
 impl ServeConfig {
@@ -111,32 +114,30 @@ impl ServeConfig {
         if s.s3.bucket.is_some() {
             bail!("{}", strata_broker::missing_engine(EngineKind::S3));
         }
+        let mut broker = BrokerConfig::new(set!(s.data_dir));
+        broker.auto_create_topics = set!(s.auto_create_topics);
+        broker.num_partitions = set!(s.num_partitions);
+        broker.default_spec = default_spec;
+        broker.group_initial_rebalance_delay_ms = set!(s.group_initial_rebalance_delay_ms);
+        broker.maintenance_interval_ms = set!(s.maintenance_interval_ms).max(100);
+        #[cfg(feature = "mysql")]
+        {
+            broker.mysql = mysql;
+        }
+        #[cfg(feature = "s3")]
+        {
+            broker.s3 = s3;
+        }
         Ok(ServeConfig {
+            broker,
             mqtt: resolve_mqtt(s.mqtt)?,
-            #[cfg(feature = "mysql")]
-            mysql,
-            #[cfg(feature = "s3")]
-            s3,
-            maintenance_interval_ms: set(s.maintenance_interval_ms, "maintenance-interval-ms")?
-                .max(100),
-            data_dir: set(s.data_dir, "data-dir")?,
-            kafka_addr: set(s.kafka_addr, "kafka-addr")?,
+            kafka_addr: set!(s.kafka_addr),
             kafka_advertised_addr: s.kafka_advertised_addr,
-            admin_addr: set(s.admin_addr, "admin-addr")?,
-            log_level: set(s.log_level, "log-level")?,
-            auto_create_topics: set(s.auto_create_topics, "auto-create-topics")?,
-            num_partitions: set(s.num_partitions, "num-partitions")?,
-            default_spec,
-            group_initial_rebalance_delay_ms: set(
-                s.group_initial_rebalance_delay_ms,
-                "group-initial-rebalance-delay-ms",
-            )?,
-            max_request_bytes: set(s.max_request_bytes, "max-request-bytes")?,
-            kafka_max_connections: set(s.kafka_max_connections, "kafka-max-connections")?.max(1),
-            shutdown_timeout: Duration::from_millis(set(
-                s.shutdown_timeout_ms,
-                "shutdown-timeout-ms",
-            )?),
+            admin_addr: set!(s.admin_addr),
+            log_level: set!(s.log_level),
+            max_request_bytes: set!(s.max_request_bytes),
+            kafka_max_connections: set!(s.kafka_max_connections).max(1),
+            shutdown_timeout: Duration::from_millis(set!(s.shutdown_timeout_ms)),
         })
     }
 
@@ -163,10 +164,9 @@ impl ServeConfig {
 }
 
 fn default_spec(s: &Settings) -> Result<StorageSpec> {
-    let engine: EngineKind = set(s.default_engine.as_deref(), "default-engine")?.parse()?;
-    let model: Model = set(s.default_model.as_deref(), "default-model")?.parse()?;
-    let durability: Durability =
-        set(s.default_durability.as_deref(), "default-durability")?.parse()?;
+    let engine: EngineKind = set!(&s.default_engine).as_str().parse()?;
+    let model: Model = set!(&s.default_model).as_str().parse()?;
+    let durability: Durability = set!(&s.default_durability).as_str().parse()?;
     if engine == EngineKind::Memory {
         bail!(
             "default-engine memory would lose every auto-created topic on restart; create memory topics explicitly with storage.engine=memory"
@@ -193,14 +193,14 @@ fn resolve_mqtt(m: MqttSection) -> Result<MqttSettings> {
         ws_addr: listener(m.ws_addr),
         auth: m.auth,
         config: MqttConfig {
-            receive_maximum: set(m.receive_maximum, "mqtt.receive-maximum")?.max(1),
-            max_packet_size: set(m.max_packet_size, "mqtt.max-packet-size")?.max(64),
-            max_keep_alive: set(m.max_keep_alive, "mqtt.max-keep-alive")?,
-            topic_alias_max: set(m.topic_alias_max, "mqtt.topic-alias-max")?,
+            receive_maximum: set!(m.receive_maximum).max(1),
+            max_packet_size: set!(m.max_packet_size).max(64),
+            max_keep_alive: set!(m.max_keep_alive),
+            topic_alias_max: set!(m.topic_alias_max),
             map: m.map,
             ..MqttConfig::default()
         },
-        max_connections: set(m.max_connections, "mqtt.max-connections")?.max(1),
+        max_connections: set!(m.max_connections).max(1),
     })
 }
 
@@ -222,7 +222,7 @@ fn resolve_mysql(m: &settings::MysqlSection) -> Result<Option<strata_mysql::Mysq
         return Ok(None);
     };
     let mut o = strata_mysql::MysqlOptions::new(url);
-    o.max_connections = set(m.max_connections, "mysql.max-connections")?.max(1);
+    o.max_connections = set!(m.max_connections).max(1);
     Ok(Some(o))
 }
 
@@ -239,8 +239,8 @@ fn resolve_s3(s: &settings::S3Section) -> Result<Option<strata_s3::S3Options>> {
     o.region = s.region.clone();
     o.access_key = s.access_key.clone();
     o.secret_key = s.secret_key.clone();
-    o.prefix = set(s.prefix.clone(), "s3.prefix")?;
-    o.tuning.flush_interval = Duration::from_millis(set(s.flush_ms, "s3.flush-ms")?.max(1));
-    o.tuning.flush_bytes = set(s.flush_bytes, "s3.flush-bytes")?.max(1);
+    o.prefix = set!(&s.prefix).clone();
+    o.tuning.flush_interval = Duration::from_millis(set!(s.flush_ms).max(1));
+    o.tuning.flush_bytes = set!(s.flush_bytes).max(1);
     Ok(Some(o))
 }

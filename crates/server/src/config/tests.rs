@@ -31,7 +31,7 @@ fn repo_file(name: &str) -> PathBuf {
 fn the_packaged_config_file_parses() {
     let path = repo_file("packaging/strata.toml");
     let c = resolve(&flags(&["--config", path.to_str().unwrap()])).unwrap();
-    assert_eq!(c.data_dir, PathBuf::from("/var/lib/strata"));
+    assert_eq!(c.broker.data_dir, PathBuf::from("/var/lib/strata"));
     assert_eq!(c.kafka_max_connections, 10_000);
     assert_eq!(c.mqtt.max_connections, 100_000);
     assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
@@ -53,8 +53,8 @@ fn flags_override_the_file_which_overrides_defaults() {
     let c = resolve(&args).unwrap();
     assert_eq!(c.kafka_addr, "127.0.0.1:0");
     assert_eq!(c.admin_addr, "127.0.0.1:2000");
-    assert_eq!(c.num_partitions, 3);
-    assert_eq!(c.data_dir, PathBuf::from("./data"));
+    assert_eq!(c.broker.num_partitions, 3);
+    assert_eq!(c.broker.data_dir, PathBuf::from("./data"));
     let bound: SocketAddr = "0.0.0.0:4321".parse().unwrap();
     assert_eq!(c.advertised(bound).unwrap(), ("localhost".into(), 4321));
 }
@@ -102,7 +102,8 @@ fn the_environment_sits_between_the_file_and_the_flags() {
     let path = write(
         &dir,
         "kafka-addr = \"127.0.0.1:1000\"\nadmin-addr = \"127.0.0.1:2000\"\nnum-partitions = 3\n\
-         [mqtt]\nmax-connections = 7\n[[mqtt.map]]\nfilter = \"a/#\"\ntopic = \"a\"\n",
+         [mqtt]\nmax-connections = 7\nws-addr = \"127.0.0.1:8083\"\n\
+         [[mqtt.map]]\nfilter = \"a/#\"\ntopic = \"a\"\n",
     );
     let env: HashMap<String, String> = [
         ("STRATA_CONFIG", path.to_str().unwrap()),
@@ -117,23 +118,28 @@ fn the_environment_sits_between_the_file_and_the_flags() {
         ("STRATA_BIN", "not a setting"),
     ]
     .into_iter()
+    // A build without the mysql engine refuses a MySQL URL (tested with the edge binary).
+    .chain(cfg!(feature = "mysql").then_some(("STRATA_MYSQL_URL", "mysql://s@127.0.0.1/s")))
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     let args = flags(&["--admin-addr", "127.0.0.1:5000", "--mqtt-map", "e=e"]);
     let c = ServeConfig::resolve_with(&args, |k| env.get(k).cloned()).unwrap();
-    assert_eq!(c.num_partitions, 3, "file over defaults");
+    assert_eq!(c.broker.num_partitions, 3, "file over defaults");
     assert_eq!(c.kafka_addr, "127.0.0.1:3000", "environment over file");
     assert_eq!(c.admin_addr, "127.0.0.1:5000", "flags over environment");
-    assert!(!c.auto_create_topics);
-    assert_eq!(c.mqtt.ws_addr, None);
+    assert!(!c.broker.auto_create_topics);
+    assert_eq!(
+        c.mqtt.ws_addr, None,
+        "off in the environment over the file's listener"
+    );
     assert_eq!(c.mqtt.max_connections, 8);
     assert_eq!(
-        c.data_dir,
+        c.broker.data_dir,
         PathBuf::from("./data"),
         "an empty variable is unset"
     );
     #[cfg(feature = "mysql")]
-    assert!(c.mysql.is_none(), "no URL, no pool");
+    assert_eq!(c.broker.mysql.as_ref().map(|m| m.max_connections), Some(3));
     let rules: Vec<String> = c.mqtt.config.map.iter().map(|r| r.to_string()).collect();
     assert_eq!(
         rules,
