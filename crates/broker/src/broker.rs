@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::RwLock;
+use strata_cluster::Cluster;
 use strata_storage::{Durability, Engine, EngineKind, Model, ShardId, StorageError, StorageSpec};
 
 use crate::engines::Engines;
@@ -37,6 +38,8 @@ pub struct Broker {
     pub(crate) producer_ids: tokio::sync::Mutex<ProducerIds>,
     pub(crate) groups: GroupCoordinator,
     cluster_id: String,
+    /// This node's member of the cluster, whose image holds the topics.
+    pub(crate) cluster: Arc<Cluster>,
     /// Held for the broker's life: one process per data directory.
     _lock: std::fs::File,
 }
@@ -49,16 +52,18 @@ impl Broker {
         let engines = Engines::open(&config).await?;
         let state_engine = engines.for_spec(&strata_storage::StorageSpec::default())?;
         let (state, live) = StateLog::open(state_engine).await?;
-        let cluster_id = match live.get("cluster") {
+        // A data directory from before the cluster names the cluster in its state log.
+        let stored_id = match live.get("cluster") {
             Some(id) => String::from_utf8_lossy(id).into_owned(),
-            None => {
-                let id = new_cluster_id();
-                state
-                    .put(vec![("cluster".into(), Some(Bytes::from(id.clone())))])
-                    .await?;
-                id
-            }
+            None => new_cluster_id(),
         };
+        let cluster = Cluster::start(
+            config.cluster.clone(),
+            &config.data_dir.join("cluster"),
+            &stored_id,
+        )
+        .await?;
+        let cluster_id = cluster.cluster_id();
         let producer_ids = ProducerIds::restore(live.get("producer-ids"));
         let groups = GroupCoordinator::new(config.group_initial_rebalance_delay_ms);
         let broker = Arc::new(Broker {
@@ -69,6 +74,7 @@ impl Broker {
             producer_ids: tokio::sync::Mutex::new(producer_ids),
             groups,
             cluster_id,
+            cluster,
             engines,
             state,
             config,
@@ -76,6 +82,7 @@ impl Broker {
         });
         broker.restore(&live).await?;
         broker.groups.restore(&broker, &live);
+        Self::follow_image(&broker);
         Self::start_maintenance(&broker);
         Ok(broker)
     }
@@ -85,24 +92,15 @@ impl Broker {
         for (_, engine) in self.engines.all() {
             existing.extend(engine.shards().await?);
         }
-        let mut wanted: HashMap<ShardId, ()> = HashMap::new();
-        for (key, value) in live.range("topic/".to_owned().."topic0".to_owned()) {
-            let meta: TopicMeta = serde_json::from_slice(value).map_err(|e| {
-                BrokerError::config(format!("stored topic {key} is unreadable: {e}"))
-            })?;
-            let topic = self.materialise(&meta, &existing).await?;
-            for p in topic.partitions() {
-                wanted.insert(p.shard.clone(), ());
-            }
-            self.insert_topic(topic);
-        }
+        self.import_stored_topics(live).await?;
         // Shards in object storage that no topic owns outlived the data directory (a node that
         // lost its disk but kept the bucket): their topics come back.
-        self.adopt_remote_shards(&existing, &mut wanted).await?;
+        self.adopt_remote_shards(&existing).await?;
+        let wanted = self.reconcile(&existing).await?;
         // Shards no topic owns were left by a creation or deletion cut short by a crash.
         for (_, engine) in self.engines.all() {
             for (shard, _) in engine.shards().await? {
-                if !shard.topic().starts_with(INTERNAL_PREFIX) && !wanted.contains_key(&shard) {
+                if !shard.topic().starts_with(INTERNAL_PREFIX) && !wanted.contains(&shard) {
                     tracing::warn!(%shard, "deleting a shard that belongs to no topic");
                     engine.delete_shard(&shard).await?;
                 }
@@ -125,17 +123,13 @@ impl Broker {
         Ok(())
     }
 
-    /// Recreates the topic records of s3 shards that no stored topic owns.
-    async fn adopt_remote_shards(
-        &self,
-        existing: &HashMap<ShardId, StorageSpec>,
-        wanted: &mut HashMap<ShardId, ()>,
-    ) -> Result<()> {
+    /// Recreates the topic records of s3 shards that no topic in the image owns.
+    async fn adopt_remote_shards(&self, existing: &HashMap<ShardId, StorageSpec>) -> Result<()> {
         let mut orphans: BTreeMap<String, (u32, StorageSpec)> = BTreeMap::new();
         for (shard, spec) in existing {
             if spec.engine != strata_storage::EngineKind::S3
                 || shard.topic().starts_with(INTERNAL_PREFIX)
-                || wanted.contains_key(shard)
+                || self.cluster.read(|i| i.topics.contains_key(shard.topic()))
             {
                 continue;
             }
@@ -160,16 +154,9 @@ impl Broker {
                 model: spec.model.to_string(),
                 durability: Some(spec.durability.to_string()),
             };
-            let topic = self.materialise(&meta, existing).await?;
-            for p in topic.partitions() {
-                wanted.insert(p.shard.clone(), ());
-            }
-            self.state()
-                .put(vec![crate::topics::topic_record(&meta)])
-                .await?;
+            self.propose_topic(&meta).await?;
             tracing::warn!(topic = %name, partitions,
                 "topic recreated from its shards in object storage (its record was missing)");
-            self.insert_topic(topic);
         }
         Ok(())
     }
@@ -182,21 +169,7 @@ impl Broker {
         meta: &TopicMeta,
         existing: &HashMap<ShardId, StorageSpec>,
     ) -> Result<Arc<Topic>> {
-        let mut default = self.config.default_spec;
-        default.engine = meta
-            .engine
-            .parse::<EngineKind>()
-            .map_err(|e| BrokerError::config(e.to_string()))?;
-        default.model = meta
-            .model
-            .parse::<Model>()
-            .map_err(|e| BrokerError::config(e.to_string()))?;
-        if let Some(d) = &meta.durability {
-            default.durability = d
-                .parse::<Durability>()
-                .map_err(|e| BrokerError::config(e.to_string()))?;
-        }
-        let config = TopicConfig::resolve(&default, meta.overrides.clone())?;
+        let config = self.resolve_config(meta)?;
         let engine = self.engines.for_spec(&config.spec)?;
         let name: Arc<str> = Arc::from(meta.name.as_str());
         let mut partitions = Vec::new();
@@ -220,6 +193,26 @@ impl Broker {
             engine,
             metrics: TopicMetrics::default(),
         }))
+    }
+
+    /// The effective configs of a stored topic: its overrides over the defaults it was
+    /// created with.
+    pub(crate) fn resolve_config(&self, meta: &TopicMeta) -> Result<TopicConfig> {
+        let mut default = self.config.default_spec;
+        default.engine = meta
+            .engine
+            .parse::<EngineKind>()
+            .map_err(|e| BrokerError::config(e.to_string()))?;
+        default.model = meta
+            .model
+            .parse::<Model>()
+            .map_err(|e| BrokerError::config(e.to_string()))?;
+        if let Some(d) = &meta.durability {
+            default.durability = d
+                .parse::<Durability>()
+                .map_err(|e| BrokerError::config(e.to_string()))?;
+        }
+        TopicConfig::resolve(&default, meta.overrides.clone())
     }
 
     fn start_maintenance(broker: &Arc<Broker>) {
@@ -285,6 +278,7 @@ impl Broker {
     /// Makes everything durable and closes the engines.
     pub async fn shutdown(&self) -> Result<()> {
         self.snapshot_producers(strata_storage::now_ms()).await?;
+        self.cluster.shutdown().await;
         for (_, engine) in self.engines.all() {
             engine.close().await?;
         }
@@ -306,7 +300,12 @@ impl Broker {
 
     /// This node's id.
     pub fn node_id(&self) -> i32 {
-        self.config.node_id
+        self.cluster.node_id() as i32
+    }
+
+    /// This node's member of the cluster.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
     }
 
     /// The cluster id, fixed when the data directory was first used.

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use strata_cluster::ClusterConfig;
 #[cfg(feature = "mysql")]
 use strata_mysql::MysqlOptions;
 #[cfg(feature = "rocksdb")]
@@ -16,8 +17,9 @@ use strata_storage::file::FileOptions;
 pub struct BrokerConfig {
     /// Where engines keep their files and the broker its state.
     pub data_dir: PathBuf,
-    /// This node's id in protocol responses.
-    pub node_id: i32,
+    /// This node's place in the cluster: its id (the broker id clients see) and the voters
+    /// of the Raft group that holds the topics.
+    pub cluster: ClusterConfig,
     /// Storage of topics created without storage configs.
     pub default_spec: StorageSpec,
     /// Create unknown topics on first use (Kafka's `auto.create.topics.enable`).
@@ -46,7 +48,7 @@ impl BrokerConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         BrokerConfig {
             data_dir: data_dir.into(),
-            node_id: 0,
+            cluster: ClusterConfig::single(0),
             default_spec: StorageSpec::default(),
             auto_create_topics: crate::DEFAULT_AUTO_CREATE_TOPICS,
             num_partitions: crate::DEFAULT_NUM_PARTITIONS,

@@ -89,6 +89,9 @@ pub enum BrokerError {
     /// Another process holds the data directory.
     #[error("the data directory is in use by another process (lock {} is held)", .0.display())]
     DataDirInUse(std::path::PathBuf),
+    /// The cluster could not agree on a change or is not reachable.
+    #[error("{0}")]
+    Cluster(#[from] strata_cluster::ClusterError),
     /// Storage failed.
     #[error("storage error: {0}")]
     Storage(#[from] StorageError),

@@ -7,6 +7,7 @@
 //! offsets, producer ids). The broker's own state lives in [`state::StateLog`].
 
 mod broker;
+mod cluster_view;
 mod config;
 mod data;
 mod engines;

@@ -3,17 +3,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use strata_storage::{ShardId, StorageError, StorageSpec};
+use strata_cluster::Command;
+use strata_storage::{ShardId, StorageSpec};
 
 use crate::topic::{Partition, Topic, TopicMeta, format_id};
 use crate::topic_config::{ConfigEntry, TopicConfig};
 use crate::{Broker, BrokerError, Result};
-
-pub(crate) fn topic_record(meta: &TopicMeta) -> (String, Option<Bytes>) {
-    let json = serde_json::to_vec(meta).expect("topic metadata serialises");
-    (format!("topic/{}", meta.name), Some(Bytes::from(json)))
-}
 
 /// Most partitions one topic may have.
 pub const MAX_PARTITIONS: u32 = 1_000_000;
@@ -119,12 +114,19 @@ impl Broker {
         if validate_only {
             return self.unattached(&meta, config);
         }
-        // Shards first: a crash before the topic record leaves orphan shards, which the next
-        // start deletes; the other order could leave a topic without its shards.
+        // Shards first: a crash before the topic is committed leaves orphan shards, which the
+        // next start deletes; the other order could leave a topic without its shards.
         let topic = self.materialise(&meta, &HashMap::new()).await?;
-        // The topic record, with any producer state a deleted topic of the same name left.
-        let mut changes = vec![topic_record(&meta)];
-        changes.extend((0..partitions).map(|p| (format!("producers/{name}/{p}"), None)));
+        if let Err(e) = self.propose_topic(&meta).await {
+            for p in topic.partitions() {
+                let _ = topic.engine.delete_shard(&p.shard).await;
+            }
+            return Err(e);
+        }
+        // Any producer state a deleted topic of the same name left.
+        let changes = (0..partitions)
+            .map(|p| (format!("producers/{name}/{p}"), None))
+            .collect();
         self.state().put(changes).await?;
         self.insert_topic(topic.clone());
         tracing::info!(topic = name, partitions, spec = ?config.spec, "topic created");
@@ -144,29 +146,6 @@ impl Broker {
         }))
     }
 
-    async fn save_topic(&self, meta: &TopicMeta) -> Result<()> {
-        let json = serde_json::to_vec(meta).expect("topic metadata serialises");
-        self.state()
-            .put(vec![(
-                format!("topic/{}", meta.name),
-                Some(Bytes::from(json)),
-            )])
-            .await
-    }
-
-    fn meta_of(&self, topic: &Topic) -> TopicMeta {
-        let config = topic.config();
-        TopicMeta {
-            name: topic.name.to_string(),
-            id: format_id(&topic.id),
-            partitions: topic.partition_count(),
-            overrides: config.overrides,
-            engine: config.spec.engine.to_string(),
-            model: config.spec.model.to_string(),
-            durability: Some(config.base.durability.to_string()),
-        }
-    }
-
     /// Deletes a topic with all its data and committed offsets.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         let _ops = self.topic_ops.lock().await;
@@ -174,23 +153,14 @@ impl Broker {
             .topic(name)
             .filter(|t| !t.is_internal())
             .ok_or_else(|| BrokerError::UnknownTopic(name.to_owned()))?;
-        // The topic record, its committed offsets and its producer state go in one write, first:
-        // a crash after it leaves orphan shards, which the next start deletes.
-        let mut changes = vec![(format!("topic/{name}"), None)];
-        changes
-            .extend((0..topic.partition_count()).map(|p| (format!("producers/{name}/{p}"), None)));
-        changes.extend(self.forget_offsets_of_topic(name));
-        self.state().put(changes).await?;
-        self.remove_topic(name);
-        for p in topic.partitions() {
-            match topic.engine.delete_shard(&p.shard).await {
-                Ok(()) | Err(StorageError::ShardNotFound(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-            p.appended.notify_waiters();
-        }
-        tracing::info!(topic = name, "topic deleted");
-        Ok(())
+        // The deletion is committed first: a crash after it leaves orphan shards, which the
+        // next start deletes.
+        self.propose(Command::DeleteTopic {
+            name: name.to_owned(),
+            id: topic.id,
+        })
+        .await?;
+        self.drop_local(&topic).await
     }
 
     /// Raises a topic's partition count to `count`.
@@ -235,9 +205,18 @@ impl Broker {
                 }
             }
         }
-        let mut meta = self.meta_of(&topic);
-        meta.partitions = count;
-        self.save_topic(&meta).await?;
+        let committed = self
+            .propose(Command::CreatePartitions {
+                name: name.to_owned(),
+                assignment: self.assignment(count - current),
+            })
+            .await;
+        if let Err(e) = committed {
+            for p in &added {
+                let _ = topic.engine.delete_shard(&p.shard).await;
+            }
+            return Err(e);
+        }
         topic.partitions.write().extend(added);
         Ok(())
     }
@@ -275,12 +254,16 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
+        self.propose(Command::AlterTopicConfig {
+            name: name.to_owned(),
+            configs: altered.overrides.clone(),
+        })
+        .await?;
         for p in topic.partitions() {
             topic.engine.reconfigure(&p.shard, &altered.spec).await?;
         }
         *topic.config.write() = altered;
-        let meta = self.meta_of(&topic);
-        self.save_topic(&meta).await
+        Ok(())
     }
 
     /// Every effective config of a topic and where it came from.

@@ -83,6 +83,10 @@ pub struct TopicRecord {
     /// Topic configs as given (Kafka's names and `storage.*`); the storage spec is derived
     /// from them by the broker.
     pub configs: BTreeMap<String, String>,
+    /// The defaults the topic was created with where it gave no config (its engine, model
+    /// and durability): a later change of a node's defaults does not move the topic.
+    #[serde(default)]
+    pub base: BTreeMap<String, String>,
 }
 
 /// A partition's replication state.

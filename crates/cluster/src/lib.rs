@@ -11,11 +11,16 @@ pub mod command;
 pub mod election;
 pub mod image;
 pub mod net;
+mod node;
 pub mod store;
 pub mod types;
 
 pub use command::{Command, PartitionChange, Proposer, Rejection, Reply};
 pub use image::{
     ClusterImage, Endpoint, NodeRecord, NodeState, PartitionKey, PartitionRecord, TopicRecord,
+};
+pub use node::{
+    Cluster, ClusterConfig, ClusterError, DEFAULT_RAFT_ELECTION_TIMEOUT_MS,
+    DEFAULT_RAFT_HEARTBEAT_MS,
 };
 pub use types::{NodeId, Raft, TypeConfig};

@@ -26,6 +26,7 @@ pub mod code {
     pub const INVALID_PARTITIONS: i16 = 37;
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
     pub const INVALID_CONFIG: i16 = 40;
+    pub const NOT_CONTROLLER: i16 = 41;
     pub const INVALID_REQUEST: i16 = 42;
     pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
     pub const INVALID_PRODUCER_EPOCH: i16 = 47;
@@ -60,6 +61,18 @@ pub fn broker_code(e: &BrokerError) -> i16 {
         BrokerError::InvalidProducerEpoch { .. } => INVALID_PRODUCER_EPOCH,
         BrokerError::Storage(s) => storage_code(s),
         BrokerError::DataDirInUse(_) => UNKNOWN_SERVER_ERROR,
+        BrokerError::Cluster(c) => cluster_code(c),
+    }
+}
+
+/// A change the cluster could not commit: a client retries NOT_CONTROLLER.
+fn cluster_code(e: &strata_cluster::ClusterError) -> i16 {
+    use code::*;
+    use strata_cluster::ClusterError;
+    match e {
+        ClusterError::NotLeader { .. } | ClusterError::NoLeader(_) => NOT_CONTROLLER,
+        ClusterError::Rejected(_) => INVALID_REQUEST,
+        _ => UNKNOWN_SERVER_ERROR,
     }
 }
 

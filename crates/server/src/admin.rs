@@ -37,6 +37,7 @@ async fn health(State(state): State<AdminState>) -> impl IntoResponse {
         "cluster_id": state.broker.cluster_id(),
         "node_id": state.broker.node_id(),
         "topics": state.broker.topics().len(),
+        "cluster": cluster_status(state.broker.cluster()),
     });
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -182,4 +183,24 @@ fn render_mqtt(hub: &Hub, out: &mut String) {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
     }
+}
+
+/// This node's place in the cluster: whether it is registered and active, which node leads
+/// the controller (the Raft group), and the voters.
+fn cluster_status(cluster: &strata_cluster::Cluster) -> serde_json::Value {
+    let metrics = cluster.raft().metrics().borrow().clone();
+    let id = cluster.node_id();
+    let state = cluster.read(|i| i.nodes.get(&id).map(|n| n.state));
+    serde_json::json!({
+        "state": match state {
+            Some(strata_cluster::NodeState::Active) => "active",
+            Some(strata_cluster::NodeState::Fenced) => "fenced",
+            None => "unregistered",
+        },
+        "broker_epoch": cluster.broker_epoch(),
+        "controller": metrics.current_leader,
+        "voters": metrics.membership_config.membership().voter_ids().collect::<Vec<_>>(),
+        "raft_term": metrics.current_term,
+        "raft_applied_index": metrics.last_applied.map(|l| l.index),
+    })
 }

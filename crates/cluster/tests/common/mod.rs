@@ -25,6 +25,7 @@ pub fn topic(name: &str, partitions: u32, rf: u16) -> TopicRecord {
         partitions,
         replication_factor: rf,
         configs: BTreeMap::new(),
+        base: BTreeMap::new(),
     }
 }
 

@@ -51,7 +51,7 @@ fn broker_entries(kafka: &Kafka) -> Vec<ConfigEntry> {
             c.auto_create_topics.to_string(),
         ),
         ("num.partitions", c.num_partitions.to_string()),
-        ("broker.id", c.node_id.to_string()),
+        ("broker.id", c.cluster.node_id.to_string()),
         ("default.replication.factor", "1".to_owned()),
     ];
     for (k, v) in c.default_spec.to_properties() {

@@ -115,6 +115,14 @@ impl ServeConfig {
             bail!("{}", strata_broker::missing_engine(EngineKind::S3));
         }
         let mut broker = BrokerConfig::new(set!(s.data_dir));
+        let node_id = set!(s.node_id);
+        if node_id > i32::MAX as u64 {
+            bail!(
+                "node-id {node_id} is above {}, the largest Kafka broker id",
+                i32::MAX
+            );
+        }
+        broker.cluster = strata_cluster::ClusterConfig::single(node_id);
         broker.auto_create_topics = set!(s.auto_create_topics);
         broker.num_partitions = set!(s.num_partitions);
         broker.default_spec = default_spec;

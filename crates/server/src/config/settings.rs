@@ -35,6 +35,9 @@ pub struct Settings {
     /// Log level or filter (e.g. info, debug, strata_kafka=debug) [default: info].
     #[arg(long)]
     pub log_level: Option<String>,
+    /// This node's id in the cluster, and the broker id Kafka clients see [default: 0].
+    #[arg(long)]
+    pub node_id: Option<u64>,
     /// Admin HTTP listener (/health, /metrics) [default: 127.0.0.1:9644].
     #[arg(long)]
     pub admin_addr: Option<String>,
@@ -182,6 +185,7 @@ impl Settings {
         Settings {
             data_dir: Some(DEFAULT_DATA_DIR.into()),
             log_level: Some(DEFAULT_LOG_LEVEL.into()),
+            node_id: Some(0),
             admin_addr: Some(DEFAULT_ADMIN_ADDR.into()),
             shutdown_timeout_ms: Some(strata_net::DEFAULT_DRAIN_DEADLINE.as_millis() as u64),
             kafka_addr: Some(DEFAULT_KAFKA_ADDR.into()),
@@ -208,6 +212,7 @@ impl Settings {
         Settings {
             data_dir: over.data_dir.or(self.data_dir),
             log_level: over.log_level.or(self.log_level),
+            node_id: over.node_id.or(self.node_id),
             admin_addr: over.admin_addr.or(self.admin_addr),
             shutdown_timeout_ms: over.shutdown_timeout_ms.or(self.shutdown_timeout_ms),
             kafka_addr: over.kafka_addr.or(self.kafka_addr),
