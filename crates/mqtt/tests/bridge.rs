@@ -26,8 +26,6 @@ async fn storage_records_reach_mqtt_and_mqtt_publishes_are_stored_once() {
     let partition = topic.partition(0).unwrap();
     let (mut sub, _) = b.connect(connect("sub", true, 0)).await;
     sub.subscribe("sensors/#", QoS::Level1).await;
-    // The readers start from the end of the topic: let them find it before producing.
-    tokio::time::sleep(Duration::from_millis(200)).await;
 
     let mut batch = BatchBuilder::new(Compression::None);
     batch.push(Some(b"sensors/kafka"), Some(b"21.5"), &[], 0);
