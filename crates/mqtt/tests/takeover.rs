@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::{TestBroker, connect, pid, publish};
+use common::{TestBroker, connect};
+use mqtt_proto::QoS;
 use mqtt_proto::v5::{self, Packet};
-use mqtt_proto::{QoS, QosPid};
 use strata_mqtt::MqttConfig;
 
 #[tokio::test]
@@ -29,8 +29,7 @@ async fn second_connection_takes_the_session_over() {
 
     // The subscription came along with the session.
     let (mut publ, _) = b.connect(connect("pub", true, 0)).await;
-    publ.send(publish("t", b"x", QosPid::Level1(pid(1)))).await;
-    assert!(matches!(publ.recv().await, Packet::Puback(_)));
+    publ.publish_acked("t", b"x", 1).await;
     let p = second.recv_publish().await;
     assert_eq!(&p.payload[..], b"x");
 }
