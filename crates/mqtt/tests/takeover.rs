@@ -1,5 +1,6 @@
 //! A second connection with the same client id takes the session over: the first is sent
-//! DISCONNECT 0x8E and closed, the second is connected with the session's subscriptions.
+//! DISCONNECT 0x8E and closed after a linger that the second does not wait for, the second is
+//! connected with the session's subscriptions.
 
 mod common;
 
@@ -7,6 +8,7 @@ use common::{TestBroker, connect};
 use mqtt_proto::QoS;
 use mqtt_proto::v5::{self, Packet};
 use strata_mqtt::MqttConfig;
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
 async fn second_connection_takes_the_session_over() {
@@ -24,7 +26,14 @@ async fn second_connection_takes_the_session_over() {
     }
     assert!(
         first.next().await.is_none(),
-        "the first connection is closed"
+        "the first connection is shut down for writing"
+    );
+    // It lingers after its DISCONNECT, still reading, but the second connection had its
+    // CONNACK without waiting for that: a write to the first is still taken.
+    let lingering = first.io.write_all(&[0xC0, 0x00]).await;
+    assert!(
+        lingering.is_ok(),
+        "no linger, or CONNACK waited for it: {lingering:?}"
     );
 
     // The subscription came along with the session.
