@@ -96,13 +96,13 @@ impl Bridge {
         };
         let n = rule.topic.partition_count().max(1);
         let index = (fnv1a(&msg.topic) % n) as i32;
-        let partition = rule
-            .topic
-            .partition(index)
-            .ok_or_else(|| MqttError::MapPartition {
-                topic: rule.topic.name.to_string(),
-                partition: index,
-            })?;
+        let partition =
+            rule.topic
+                .partition(index)
+                .ok_or_else(|| BrokerError::UnknownPartition {
+                    topic: rule.topic.name.to_string(),
+                    partition: index,
+                })?;
         broker
             .produce(&rule.topic, &partition, msg.to_batch()?)
             .await?;
