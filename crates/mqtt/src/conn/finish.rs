@@ -125,20 +125,12 @@ impl Conn {
         let Some((w, delay)) = self.will.take() else {
             return;
         };
-        let props = &w.properties;
         let msg = Message {
             topic: Arc::from(&*w.topic_name),
-            payload: w.payload.clone(),
+            payload: w.payload,
             qos: w.qos,
             retain: w.retain,
-            props: Props {
-                payload_is_utf8: props.payload_is_utf8,
-                message_expiry: props.message_expiry_interval,
-                response_topic: props.response_topic.clone(),
-                correlation_data: props.correlation_data.clone(),
-                user_properties: props.user_properties.clone(),
-                content_type: props.content_type.clone(),
-            },
+            props: Props::from_will(w.properties),
             created_ms: now_ms(),
             origin: Some(self.client_id.clone()),
         };
