@@ -96,49 +96,52 @@ impl Bridge {
         };
         let n = rule.topic.partition_count().max(1);
         let index = (fnv1a(&msg.topic) % n) as i32;
-        let partition = rule
-            .topic
-            .partition(index)
-            .ok_or_else(|| MqttError::MapPartition {
-                topic: rule.topic.name.to_string(),
-                partition: index,
-            })?;
+        let partition =
+            rule.topic
+                .partition(index)
+                .ok_or_else(|| BrokerError::UnknownPartition {
+                    topic: rule.topic.name.to_string(),
+                    partition: index,
+                })?;
         broker
             .produce(&rule.topic, &partition, msg.to_batch()?)
             .await?;
         Ok(())
     }
 
-    /// Starts one reader per partition of every mapped topic, from its current end. Each
-    /// reader sends what Kafka producers append, in offset order, to its own channel, and
-    /// stops once the receiver is dropped.
-    pub fn start(&self, broker: &Arc<Broker>) -> Vec<mpsc::Receiver<Arc<Message>>> {
+    /// Starts one reader per partition of every mapped topic, from its end when this is
+    /// called (read before the reader is spawned, so that nothing appended after `start`
+    /// is missed). Each reader sends what Kafka producers append, in offset order, to its own
+    /// channel, and stops once the receiver is dropped.
+    pub async fn start(&self, broker: &Arc<Broker>) -> Result<Vec<mpsc::Receiver<Arc<Message>>>> {
         let mut out = Vec::new();
         for rule in &self.rules {
             for p in rule.topic.partitions() {
+                let from = broker.bounds(&rule.topic, &p).await?.next_offset;
                 let (tx, rx) = mpsc::channel(TAIL_CHANNEL);
                 let broker = broker.clone();
                 let topic = rule.topic.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = tail(&broker, &topic, &p, &tx).await {
+                    if let Err(e) = tail(&broker, &topic, &p, from, &tx).await {
                         tracing::error!(topic = %topic.name, partition = p.index, error = %e, "storage-to-MQTT reader stopped");
                     }
                 });
                 out.push(rx);
             }
         }
-        out
+        Ok(out)
     }
 }
 
-/// Reads `partition` from its end on and sends each record that did not come from MQTT.
+/// Reads `partition` from offset `from` on and sends each record that did not come from MQTT.
 async fn tail(
     broker: &Broker,
     topic: &Topic,
     partition: &Partition,
+    from: u64,
     tx: &mpsc::Sender<Arc<Message>>,
 ) -> Result<()> {
-    let mut offset = broker.bounds(topic, partition).await?.next_offset;
+    let mut offset = from;
     loop {
         let notified = partition.appended.notified();
         tokio::pin!(notified);

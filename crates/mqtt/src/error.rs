@@ -38,14 +38,6 @@ pub enum MqttError {
         /// Why.
         source: BrokerError,
     },
-    /// A mapped storage topic was deleted or lost a partition while in use.
-    #[error("mapped storage topic {topic} has no partition {partition}")]
-    MapPartition {
-        /// The storage topic.
-        topic: String,
-        /// The partition asked for.
-        partition: i32,
-    },
     /// The auth file cannot be read.
     #[error("reading the MQTT auth file {path}: {source}")]
     AuthRead {

@@ -261,7 +261,7 @@ impl Hub {
                 "MQTT state restored"
             );
         }
-        for rx in hub.bridge.start(&hub.broker) {
+        for rx in hub.bridge.start(&hub.broker).await? {
             hub.spawn_from_storage(rx);
         }
         let weak = Arc::downgrade(&hub);

@@ -138,10 +138,11 @@ async fn ws_session(
     shutdown: CancellationToken,
 ) {
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
-    let conn = tokio::spawn(conn::run(hub, ours, format!("ws://{peer}"), shutdown));
+    let mut conn = tokio::spawn(conn::run(hub, ours, format!("ws://{peer}"), shutdown));
     let (mut from_conn, mut to_conn) = tokio::io::split(theirs);
     let (mut sink, mut stream) = socket.split();
     let mut buf = bytes::BytesMut::with_capacity(16 * 1024);
+    let mut server_closed = false;
     loop {
         tokio::select! {
             m = stream.next() => match m {
@@ -158,7 +159,10 @@ async fn ws_session(
                 Some(Ok(_)) => {}
             },
             r = from_conn.read_buf(&mut buf) => match r {
-                Ok(0) | Err(_) => break,
+                Ok(0) | Err(_) => {
+                    server_closed = true;
+                    break;
+                }
                 Ok(_) => {
                     if sink.send(WsMessage::Binary(buf.split().freeze())).await.is_err() {
                         break;
@@ -168,9 +172,33 @@ async fn ws_session(
             },
         }
     }
+    let mut conn_done = false;
+    if server_closed {
+        // The connection ended its side, and lingers after a DISCONNECT (see
+        // `conn::finish::linger`, which bounds it): pass it what the client still sends until
+        // it is done, so that the client reads the DISCONNECT before the close.
+        let forward = async {
+            while let Some(Ok(m)) = stream.next().await {
+                let go_on = match m {
+                    WsMessage::Binary(data) => to_conn.write_all(&data).await.is_ok(),
+                    WsMessage::Close(_) => false,
+                    _ => true,
+                };
+                if !go_on {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = forward => {}
+            _ = &mut conn => conn_done = true,
+        }
+    }
     let _ = to_conn.shutdown().await;
     drop(to_conn);
     drop(from_conn);
     let _ = sink.close().await;
-    let _ = conn.await;
+    if !conn_done {
+        let _ = conn.await;
+    }
 }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use mqtt_proto::v5::{PublishProperties, UserProperty};
+use mqtt_proto::v5::{PublishProperties, UserProperty, WillProperties};
 use mqtt_proto::{QoS, TopicName};
 use strata_record::{BatchBuilder, Compression, Record, RecordError};
 
@@ -64,6 +64,18 @@ impl Props {
             correlation_data: p.correlation_data.clone(),
             user_properties: p.user_properties.clone(),
             content_type: p.content_type.clone(),
+        }
+    }
+
+    /// The properties a will's message carries (the will delay is not one of them).
+    pub fn from_will(p: WillProperties) -> Self {
+        Props {
+            payload_is_utf8: p.payload_is_utf8,
+            message_expiry: p.message_expiry_interval,
+            response_topic: p.response_topic,
+            correlation_data: p.correlation_data,
+            user_properties: p.user_properties,
+            content_type: p.content_type,
         }
     }
 }

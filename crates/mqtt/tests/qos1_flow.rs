@@ -1,39 +1,62 @@
-//! QoS 1 end to end: the publisher's PUBACK, the subscriber's delivery with a packet id, and no
-//! redelivery once the subscriber acknowledged it.
+//! QoS 1 end to end: the publisher's PUBACK, the subscriber's delivery with a packet id, and,
+//! across a session resume, no redelivery of what the subscriber acknowledged and a DUP
+//! redelivery of what it did not.
 
 mod common;
 
-use std::time::Duration;
-
-use common::{TestBroker, connect, pid, publish};
+use common::{Client, TestBroker, connect};
 use mqtt_proto::v5::{self, Packet};
 use mqtt_proto::{QoS, QosPid};
 use strata_mqtt::MqttConfig;
 
-#[tokio::test]
-async fn qos1_publish_is_acknowledged_and_delivered_once() {
-    let b = TestBroker::start(MqttConfig::default()).await;
-    let (mut sub, _) = b.connect(connect("sub", true, 0)).await;
+/// A persistent subscriber to `a/+` and a publisher that has published `one` to `a/b`, with
+/// the subscriber's delivery of it.
+async fn delivered(b: &TestBroker) -> (Client, v5::Publish) {
+    let (mut sub, _) = b.connect(connect("sub", true, 300)).await;
     sub.subscribe("a/+", QoS::Level1).await;
     let (mut publ, _) = b.connect(connect("pub", true, 0)).await;
-
-    publ.send(publish("a/b", b"one", QosPid::Level1(pid(7))))
-        .await;
-    match publ.recv().await {
-        Packet::Puback(a) => {
-            assert_eq!(a.pid, pid(7));
-            assert_eq!(a.reason_code, v5::PubackReasonCode::Success);
-        }
-        other => panic!("expected PUBACK, got {other:?}"),
-    }
+    publ.publish_acked("a/b", b"one", 7).await;
 
     let p = sub.recv_publish().await;
     assert_eq!(&*p.topic_name, "a/b");
     assert_eq!(&p.payload[..], b"one");
-    let QosPid::Level1(id) = p.qos_pid else {
-        panic!("expected QoS 1, got {:?}", p.qos_pid);
-    };
+    assert!(matches!(p.qos_pid, QosPid::Level1(_)), "{:?}", p.qos_pid);
     assert!(!p.dup);
-    sub.send(Packet::Puback(v5::Puback::new_success(id))).await;
-    assert!(sub.recv_within(Duration::from_millis(300)).await.is_none());
+    (sub, p)
+}
+
+/// Ends `sub`'s connection cleanly and resumes its session.
+async fn resume(b: &TestBroker, mut sub: Client) -> Client {
+    sub.send(Packet::Disconnect(v5::Disconnect::new(
+        v5::DisconnectReasonCode::NormalDisconnect,
+    )))
+    .await;
+    assert!(sub.next().await.is_none());
+    let (sub, ack) = b.connect(connect("sub", false, 300)).await;
+    assert!(ack.session_present);
+    sub
+}
+
+#[tokio::test]
+async fn acknowledged_delivery_is_not_redelivered_on_resume() {
+    let b = TestBroker::start(MqttConfig::default()).await;
+    let (mut sub, p) = delivered(&b).await;
+    sub.ack(&p, QoS::Level1).await;
+    // The PUBACK is handled before the PINGREQ behind it, so the session knows of it.
+    sub.assert_quiet().await;
+    let mut sub = resume(&b, sub).await;
+    sub.assert_quiet().await;
+}
+
+#[tokio::test]
+async fn unacknowledged_delivery_is_redelivered_with_dup_on_resume() {
+    let b = TestBroker::start(MqttConfig::default()).await;
+    let (sub, p) = delivered(&b).await;
+    let mut sub = resume(&b, sub).await;
+    let again = sub.recv_publish().await;
+    assert_eq!(&again.payload[..], b"one");
+    assert_eq!(again.qos_pid, p.qos_pid, "resent with its packet id");
+    assert!(again.dup, "resent with DUP");
+    sub.ack(&again, QoS::Level1).await;
+    sub.assert_quiet().await;
 }

@@ -25,7 +25,7 @@ fn config() -> MqttConfig {
 fn publishes(n: u16) -> Vec<u8> {
     let mut out = Vec::new();
     for i in 1..=n {
-        let p = publish("flood", &[b'x'; 1024], QosPid::Level2(pid(i)));
+        let p = publish("flood", &[b'x'; 1024], QosPid::Level2(pid(i)), false);
         out.extend_from_slice(p.encode().unwrap().as_ref());
     }
     out

@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{TestBroker, connect, pid, publish};
+use common::{TestBroker, connect, publish};
 use mqtt_proto::v5::Packet;
 use mqtt_proto::{QoS, QosPid};
 use strata_mqtt::MqttConfig;
@@ -24,38 +22,25 @@ async fn offline_messages_are_delivered_on_resume() {
     assert!(sub.next().await.is_none());
 
     let (mut publ, _) = b.connect(connect("pub", true, 0)).await;
-    for (i, body) in [b"m1", b"m2"].iter().enumerate() {
-        publ.send(publish("news/a", *body, QosPid::Level1(pid(i as u16 + 1))))
-            .await;
-        assert!(matches!(publ.recv().await, Packet::Puback(_)));
-    }
+    publ.publish_acked("news/a", b"m1", 1).await;
+    publ.publish_acked("news/a", b"m2", 2).await;
     // QoS 0 is not queued for an offline session.
-    publ.send(publish("news/a", b"lost", QosPid::Level0)).await;
+    publ.send(publish("news/a", b"lost", QosPid::Level0, false))
+        .await;
 
     let (mut sub, ack) = b.connect(connect("keeper", false, 300)).await;
     assert!(ack.session_present);
     for body in [b"m1", b"m2"] {
         let p = sub.recv_publish().await;
         assert_eq!(&p.payload[..], body);
-        let QosPid::Level1(id) = p.qos_pid else {
-            panic!("expected QoS 1, got {:?}", p.qos_pid);
-        };
-        sub.send(Packet::Puback(mqtt_proto::v5::Puback::new_success(id)))
-            .await;
+        sub.ack(&p, QoS::Level1).await;
     }
-    assert!(sub.recv_within(Duration::from_millis(300)).await.is_none());
+    sub.assert_quiet().await;
     drop(sub);
 
     // Clean start: the session and its subscription are gone.
     let (mut fresh, ack) = b.connect(connect("keeper", true, 300)).await;
     assert!(!ack.session_present);
-    publ.send(publish("news/a", b"m3", QosPid::Level1(pid(9))))
-        .await;
-    assert!(matches!(publ.recv().await, Packet::Puback(_)));
-    assert!(
-        fresh
-            .recv_within(Duration::from_millis(300))
-            .await
-            .is_none()
-    );
+    publ.publish_acked("news/a", b"m3", 9).await;
+    fresh.assert_quiet().await;
 }

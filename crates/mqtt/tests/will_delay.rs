@@ -7,9 +7,9 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Client, TestBroker, connect};
-use mqtt_proto::v5::{self, Packet};
-use mqtt_proto::{QoS, QosPid, TopicName};
+use common::{Client, EXPECT, TestBroker, connect};
+use mqtt_proto::v5;
+use mqtt_proto::{QoS, TopicName};
 use strata_mqtt::MqttConfig;
 
 const DELAY: u32 = 5;
@@ -35,11 +35,18 @@ async fn delayed_will_fires_after_its_delay_unless_the_session_resumes() {
     // Both lose their connection without DISCONNECT; "back" resumes its session at once.
     drop(with_will(&b, "lost").await);
     drop(with_will(&b, "back").await);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A connection is counted until its session is handed back and its will scheduled.
+    let deadline = tokio::time::Instant::now() + EXPECT;
+    while b.mqtt.connections() > 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lost connections did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The session is attached (and the will's timer cancelled) before CONNACK.
     let (_back, ack) = b.connect(connect("back", false, 60)).await;
     assert!(ack.session_present);
-    // Let the session writes finish before time is paused.
-    tokio::time::sleep(Duration::from_millis(200)).await;
 
     tokio::time::pause();
     let early = sub
@@ -52,11 +59,7 @@ async fn delayed_will_fires_after_its_delay_unless_the_session_resumes() {
     let p = sub.recv_publish().await;
     assert_eq!(&*p.topic_name, "will/lost");
     assert_eq!(&p.payload[..], b"lost");
-    if let QosPid::Level1(id) = p.qos_pid {
-        sub.send(Packet::Puback(v5::Puback::new_success(id))).await;
-    } else {
-        panic!("expected the will's QoS 1, got {:?}", p.qos_pid);
-    }
+    sub.ack(&p, QoS::Level1).await;
     let late = sub
         .recv_within(Duration::from_secs(u64::from(DELAY) * 3))
         .await;

@@ -28,9 +28,13 @@ struct Handshake {
     connect: Box<v5::Connect>,
     client_id: Arc<str>,
     identity: Identity,
-    expiry: u32,
-    /// The keep alive in force, after the server's cap.
-    keep_alive: u16,
+}
+
+impl Handshake {
+    /// The session expiry asked for.
+    fn expiry(&self) -> u32 {
+        session_expiry(self.version, &self.connect)
+    }
 }
 
 /// Reads CONNECT, authenticates, attaches the session and sends CONNACK.
@@ -46,7 +50,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let (version, c) = read_connect(hub, rd, wr, inbuf, peer).await?;
-    let Some((client_id, assigned)) = assign_client_id(version, &c) else {
+    let Some(client_id) = assign_client_id(version, &c) else {
         tracing::info!(%peer, "refusing MQTT connection: empty client id with a persistent session");
         let r = Refusal {
             code: ConnectReasonCode::ClientIdentifierNotValid,
@@ -62,11 +66,23 @@ where
             return None;
         }
     };
-    let expiry = session_expiry(version, &c);
+    let hs = Handshake {
+        version,
+        connect: c,
+        client_id,
+        identity,
+    };
+    let client_id = &hs.client_id;
     let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
     let kick = Arc::new(Notify::new());
     let attached = match hub
-        .attach(&client_id, c.clean_start, expiry, tx, kick.clone())
+        .attach(
+            client_id,
+            hs.connect.clean_start,
+            hs.expiry(),
+            tx,
+            kick.clone(),
+        )
         .await
     {
         Ok(a) => a,
@@ -80,16 +96,7 @@ where
             return None;
         }
     };
-    let (keep_alive, server_keep_alive) = keep_alive(hub, c.keep_alive);
-    let hs = Handshake {
-        version,
-        connect: c,
-        client_id,
-        identity,
-        expiry,
-        keep_alive,
-    };
-    let ack = connack(hub, &hs, &attached, assigned, server_keep_alive);
+    let ack = connack(hub, &hs, &attached);
     tracing::debug!(%peer, client_id = %hs.client_id, version = %version, present = attached.present, "MQTT client connected");
     let mut conn = Conn::new(hub, peer, hs, &attached, rx, kick);
     conn.send(&v5::Packet::Connack(ack));
@@ -140,18 +147,16 @@ where
     }
 }
 
-/// The client id CONNECT gave, or one the server assigns (returned a second time, for
-/// CONNACK). None when an id is needed and cannot be assigned: a v3 client with an empty id
-/// asking for a persistent session.
-fn assign_client_id(version: Version, c: &v5::Connect) -> Option<(Arc<str>, Option<Arc<str>>)> {
+/// The client id CONNECT gave, or one the server assigns. None when an id is needed and
+/// cannot be assigned: a v3 client with an empty id asking for a persistent session.
+fn assign_client_id(version: Version, c: &v5::Connect) -> Option<Arc<str>> {
     if !c.client_id.is_empty() {
-        return Some((c.client_id.clone(), None));
+        return Some(c.client_id.clone());
     }
     if !version.is_v5() && !c.clean_start {
         return None;
     }
-    let id: Arc<str> = Arc::from(random_id());
-    Some((id.clone(), Some(id)))
+    Some(Arc::from(random_id()))
 }
 
 fn random_id() -> String {
@@ -225,21 +230,20 @@ fn keep_alive(hub: &Hub, asked: u16) -> (u16, Option<u16>) {
     }
 }
 
-fn connack(
-    hub: &Hub,
-    hs: &Handshake,
-    attached: &Attached,
-    assigned: Option<Arc<str>>,
-    server_keep_alive: Option<u16>,
-) -> v5::Connack {
+fn connack(hub: &Hub, hs: &Handshake, attached: &Attached) -> v5::Connack {
     let mut ack = v5::Connack::new(attached.present, ConnectReasonCode::Success);
     if hs.version.is_v5() {
         let p = &mut ack.properties;
         p.receive_max = Some(hub.config.receive_maximum);
         p.max_packet_size = Some(hub.config.max_packet_size);
         p.topic_alias_max = Some(hub.config.topic_alias_max);
-        p.assigned_client_id = assigned;
-        p.server_keep_alive = server_keep_alive;
+        // The server assigned the id if CONNECT had none.
+        p.assigned_client_id = hs
+            .connect
+            .client_id
+            .is_empty()
+            .then(|| hs.client_id.clone());
+        p.server_keep_alive = keep_alive(hub, hs.connect.keep_alive).1;
         if hs.connect.properties.request_response_info == Some(true) {
             p.response_info = Some(Arc::from(format!("response/{}", hs.client_id)));
         }
@@ -269,6 +273,8 @@ impl Conn {
         kick: Arc<Notify>,
     ) -> Self {
         let props = &hs.connect.properties;
+        let expiry = hs.expiry();
+        let keep_alive = keep_alive(hub, hs.connect.keep_alive).0;
         Conn {
             hub: hub.clone(),
             version: hs.version,
@@ -280,7 +286,7 @@ impl Conn {
             rx,
             kick,
             out: BytesMut::new(),
-            keep_alive: Duration::from_millis(u64::from(hs.keep_alive) * 1500),
+            keep_alive: Duration::from_millis(u64::from(keep_alive) * 1500),
             client_receive_max: props.receive_max.unwrap_or(u16::MAX).max(1),
             client_max_packet: props.max_packet_size.map_or(usize::MAX, |m| m as usize),
             client_alias_max: props.topic_alias_max.unwrap_or(0),
@@ -292,7 +298,7 @@ impl Conn {
             in_aliases: HashMap::new(),
             backlog_outstanding: BTreeSet::new(),
             backlog_end: None,
-            expiry: hs.expiry,
+            expiry,
             will: hs.connect.last_will.map(|w| {
                 let delay = w.properties.delay_interval.unwrap_or(0);
                 (w, delay)

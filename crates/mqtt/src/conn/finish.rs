@@ -11,8 +11,8 @@ use crate::hub::{Delivery, Leftovers};
 use crate::message::{Message, Props, now_ms};
 use crate::packet::disconnect;
 
-/// How long a connection ended for a protocol error stays open after its DISCONNECT, so that
-/// a client still sending reads the reason instead of a reset.
+/// How long a connection stays open after the server's DISCONNECT, so that a client still
+/// sending reads the reason instead of a reset.
 pub(super) const LINGER: Duration = Duration::from_millis(500);
 /// Most a lingering connection reads (and discards) before it closes anyway.
 pub(super) const LINGER_DRAIN: usize = 1 << 20;
@@ -37,7 +37,8 @@ impl Conn {
     }
 
     /// Logs why the connection ends and buffers the DISCONNECT that says so, if any. Returns
-    /// whether a DISCONNECT for bad input was buffered.
+    /// whether a DISCONNECT was buffered (v5 only: v3 has no server DISCONNECT) for an end
+    /// other than shutdown, which does not wait on clients.
     fn goodbye(&mut self, end: &End) -> bool {
         let (peer, client_id) = (&self.peer, &self.client_id);
         match end {
@@ -62,10 +63,12 @@ impl Conn {
             End::KeepAlive => {
                 tracing::info!(%peer, %client_id, "closing MQTT connection: keep alive timed out");
                 self.send(&disconnect(DisconnectReasonCode::KeepAliveTimeout, ""));
+                return self.version.is_v5();
             }
             End::TakenOver => {
                 tracing::info!(%peer, %client_id, "closing MQTT connection: session taken over");
                 self.send(&disconnect(DisconnectReasonCode::SessionTakenOver, ""));
+                return self.version.is_v5();
             }
             End::Shutdown => {
                 tracing::debug!(%peer, %client_id, "closing MQTT connection: server shutting down");
@@ -79,6 +82,7 @@ impl Conn {
                     DisconnectReasonCode::UnspecifiedError,
                     "server error",
                 ));
+                return self.version.is_v5();
             }
         }
         false
@@ -121,20 +125,12 @@ impl Conn {
         let Some((w, delay)) = self.will.take() else {
             return;
         };
-        let props = &w.properties;
         let msg = Message {
             topic: Arc::from(&*w.topic_name),
-            payload: w.payload.clone(),
+            payload: w.payload,
             qos: w.qos,
             retain: w.retain,
-            props: Props {
-                payload_is_utf8: props.payload_is_utf8,
-                message_expiry: props.message_expiry_interval,
-                response_topic: props.response_topic.clone(),
-                correlation_data: props.correlation_data.clone(),
-                user_properties: props.user_properties.clone(),
-                content_type: props.content_type.clone(),
-            },
+            props: Props::from_will(w.properties),
             created_ms: now_ms(),
             origin: Some(self.client_id.clone()),
         };
@@ -151,7 +147,7 @@ impl Conn {
     }
 }
 
-/// After a DISCONNECT for bad input (the write side already shut down): reads and discards
+/// After the server's DISCONNECT (the write side already shut down): reads and discards
 /// what the client still sends, for at most [`LINGER`] and [`LINGER_DRAIN`] bytes or until it
 /// closes. Closing a socket with unread input makes TCP send a reset, and a client still
 /// sending would see a broken pipe instead of reading the DISCONNECT's reason code.

@@ -166,6 +166,9 @@ impl Conn {
         // Boxed, like the other awaits that an idle connection is not parked in, so that the
         // task of an idle connection holds only the state of `run_loop`'s wait.
         let linger = Box::pin(self.finish(end, wr)).await;
+        // The session is detached: a client reconnecting with this id need not wait for the
+        // linger.
+        self._guard = None;
         if linger {
             Box::pin(finish::linger(rd)).await;
         }

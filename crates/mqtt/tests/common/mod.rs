@@ -82,12 +82,15 @@ pub fn pid(n: u16) -> Pid {
     Pid::try_from(n).unwrap()
 }
 
-pub fn publish(topic: &str, payload: &[u8], qos_pid: QosPid) -> Packet {
-    Packet::Publish(v5::Publish::new(
+/// PUBLISH, with DUP set if `dup` (a resend).
+pub fn publish(topic: &str, payload: &[u8], qos_pid: QosPid, dup: bool) -> Packet {
+    let mut p = v5::Publish::new(
         qos_pid,
         TopicName::try_from(topic).unwrap(),
         Bytes::copy_from_slice(payload),
-    ))
+    );
+    p.dup = dup;
+    Packet::Publish(p)
 }
 
 pub fn subscribe(n: u16, filter: &str, qos: QoS) -> Packet {
@@ -140,9 +143,58 @@ impl Client {
         read_packet(&mut self.io, &mut self.buf).await
     }
 
-    /// The next packet if one comes within `wait`.
+    /// The next packet if one comes within `wait`, None if none does; panics if the server
+    /// closes the connection meanwhile.
     pub async fn recv_within(&mut self, wait: Duration) -> Option<Packet> {
-        tokio::time::timeout(wait, self.next()).await.ok().flatten()
+        match tokio::time::timeout(wait, self.next()).await {
+            Ok(Some(p)) => Some(p),
+            Ok(None) => panic!("connection closed while waiting for a packet"),
+            Err(_) => None,
+        }
+    }
+
+    /// Sends PINGREQ and asserts that the next packet is its PINGRESP: nothing else was queued
+    /// for this client ahead of it.
+    pub async fn assert_quiet(&mut self) {
+        self.send(Packet::Pingreq).await;
+        match self.recv().await {
+            Packet::Pingresp => {}
+            other => panic!("expected nothing but PINGRESP, got {other:?}"),
+        }
+    }
+
+    /// Publishes at QoS 1 with packet id `n` and checks the PUBACK: that id, success.
+    pub async fn publish_acked(&mut self, topic: &str, payload: &[u8], n: u16) {
+        self.send(publish(topic, payload, QosPid::Level1(pid(n)), false))
+            .await;
+        match self.recv().await {
+            Packet::Puback(a) => {
+                assert_eq!(a.pid, pid(n));
+                assert_eq!(a.reason_code, v5::PubackReasonCode::Success);
+            }
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+
+    /// Acknowledges a delivery, which must have QoS `qos`: PUBACK for QoS 1; PUBREC, the
+    /// server's PUBREL, PUBCOMP for QoS 2; nothing for QoS 0.
+    pub async fn ack(&mut self, p: &v5::Publish, qos: QoS) {
+        match (p.qos_pid, qos) {
+            (QosPid::Level0, QoS::Level0) => {}
+            (QosPid::Level1(id), QoS::Level1) => {
+                self.send(Packet::Puback(v5::Puback::new_success(id))).await;
+            }
+            (QosPid::Level2(id), QoS::Level2) => {
+                self.send(Packet::Pubrec(v5::Pubrec::new_success(id))).await;
+                match self.recv().await {
+                    Packet::Pubrel(r) => assert_eq!(r.pid, id),
+                    other => panic!("expected PUBREL, got {other:?}"),
+                }
+                self.send(Packet::Pubcomp(v5::Pubcomp::new_success(id)))
+                    .await;
+            }
+            (got, want) => panic!("expected a delivery at {want:?}, got {got:?}"),
+        }
     }
 
     /// Subscribes and checks the grant.
